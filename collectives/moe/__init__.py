@@ -1,0 +1,1 @@
+"""MoE traffic: routing generators, token layout, dispatch and combine algorithms."""

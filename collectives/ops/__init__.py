@@ -1,0 +1,1 @@
+"""One module per collective op, all filling the interface in `collectives.ops.base`."""

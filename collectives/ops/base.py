@@ -1,0 +1,127 @@
+"""The interface every collective op fills, and the helpers they share.
+
+An op is a small object with pure byte accounting (`sizes`, `bus_bw_factor`,
+`traffic_matrix`) and three calls on a communicator: `make_inputs` (seeded, checkable data),
+`check` (returns the number of wrong elements; never timed) and `run` (the only timed call).
+Sizes follow nccl-tests: `size_bytes` is the buffer that defines algbw for that op
+(docs/PERFORMANCE.md derives each convention and bus factor once).
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Any, ClassVar
+
+import numpy as np
+
+from collectives.backends.base import Comm, dtype_size_bytes
+
+# Values for checkable inputs: small integers, exact in every dtype incl. fp8 and int8
+# after a sum over up to 127 ranks (sums may reach 127*... so we keep values in [-1, 1]
+# for reductions and in [0, 15] for pure data movement).
+_MOVE_LEVELS = 16
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Sizes:
+    """Element counts one rank needs for one op at one nccl-tests `size`."""
+
+    size_bytes: int
+    """nccl-tests' size actually used (rounded down to what the op can split evenly)."""
+    count: int
+    """nccl-tests' `count` column: elements of `size_bytes`."""
+    send_count: int
+    """Elements in this rank's send (input) buffer."""
+    recv_count: int
+    """Elements in this rank's receive (output) buffer."""
+
+
+@dataclasses.dataclass
+class Buffers:
+    """Buffers of one (op, size) point on one rank, plus what `check` needs."""
+
+    sizes: Sizes
+    dtype: str
+    send: Any
+    recv: Any
+    expected: np.ndarray | None = None
+    """Expected content of `recv` (host, float64), computed from rank and world."""
+    state: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def pattern(rank: int, num_elems: int, seed: int, offset: int = 0) -> np.ndarray:
+    """Deterministic data a rank sends: a function of (seed, rank, element index).
+
+    Values are small non-negative integers, exactly representable in every dtype we
+    send (fp8 e4m3 holds integers up to 16 exactly), so checks compare exactly.
+    """
+    idx = np.arange(offset, offset + num_elems, dtype=np.int64)
+    return ((idx * 7 + rank * 13 + seed * 5) % _MOVE_LEVELS).astype(np.float64)
+
+
+def reduce_pattern(rank: int, num_elems: int, seed: int) -> np.ndarray:
+    """Inputs for reductions: values in {-1, 0, 1}, so sums over up to 127 ranks stay exact
+    in int8 and every float type, and prod/max/min are exact too."""
+    idx = np.arange(num_elems, dtype=np.int64)
+    return (((idx * 3 + rank * 5 + seed) % 3) - 1).astype(np.float64)
+
+
+def count_wrong(got: np.ndarray, expected: np.ndarray) -> int:
+    """Elements that differ (NaN counts as wrong)."""
+    if got.shape != expected.shape:
+        return int(max(got.size, expected.size))
+    return int(np.count_nonzero(~(got == expected)))
+
+
+class Collective(abc.ABC):
+    """One collective op. Subclasses set `name` and fill the abstract methods."""
+
+    name: ClassVar[str]
+    has_redop: ClassVar[bool] = False
+    has_root: ClassVar[bool] = False
+    min_ranks: ClassVar[int] = 1
+
+    def __init__(self, *, redop: str = "sum", seed: int = 0, **options: Any) -> None:
+        self.redop = redop if self.has_redop else "none"
+        self.seed = seed
+        self.options = options
+
+    # ---- pure byte accounting -------------------------------------------------------
+    @abc.abstractmethod
+    def sizes(self, size_bytes: int, dtype: str, world: int) -> Sizes:
+        """Element counts for nccl-tests `size` (bytes); rounds down like nccl-tests."""
+
+    @abc.abstractmethod
+    def bus_bw_factor(self, world: int) -> float:
+        """busbw / algbw for this op at `world` ranks (docs/PERFORMANCE.md)."""
+
+    @abc.abstractmethod
+    def traffic_matrix(self, size_bytes: int, dtype: str, world: int) -> np.ndarray:
+        """[src, dst] bytes the op moves between distinct ranks (diagonal: local copy)."""
+
+    def root(self) -> int:
+        return -1
+
+    # ---- calls on a communicator ----------------------------------------------------
+    @abc.abstractmethod
+    def make_inputs(self, comm: Comm, size_bytes: int, dtype: str) -> Buffers:
+        """Allocate and fill this rank's buffers; compute the expected output."""
+
+    @abc.abstractmethod
+    def run(self, comm: Comm, bufs: Buffers) -> None:
+        """Issue the op once. The only call inside the timed region."""
+
+    def check(self, comm: Comm, bufs: Buffers) -> int:
+        """Number of wrong elements on this rank after one `run`."""
+        comm.synchronize()
+        if bufs.expected is None:
+            return 0
+        return count_wrong(comm.to_numpy(bufs.recv), bufs.expected)
+
+    def reset(self, comm: Comm, bufs: Buffers) -> None:
+        """Restore buffers an in-place op overwrote (called before `check` runs)."""
+
+
+def elem_bytes(dtype: str) -> int:
+    return dtype_size_bytes(dtype)

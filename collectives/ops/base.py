@@ -81,6 +81,8 @@ class Collective(abc.ABC):
     has_redop: ClassVar[bool] = False
     has_root: ClassVar[bool] = False
     min_ranks: ClassVar[int] = 1
+    size_unit: ClassVar[str] = "bytes"
+    """What a sweep point means: `bytes` (nccl-tests size) or `tokens` (MoE ops)."""
 
     def __init__(self, *, redop: str = "sum", seed: int = 0, **options: Any) -> None:
         self.redop = redop if self.has_redop else "none"
@@ -121,6 +123,12 @@ class Collective(abc.ABC):
 
     def reset(self, comm: Comm, bufs: Buffers) -> None:
         """Restore buffers an in-place op overwrote (called before `check` runs)."""
+
+    def extra(self, comm: Comm, bufs: Buffers, num_iters: int) -> dict[str, Any]:
+        """Op-specific facts for the record, after timing: bytes under each convention,
+        per-rank send/recv bytes, separately measured phase times (untimed by the runner).
+        Collective over ranks when it measures; the same dict must come back on rank 0."""
+        return {}
 
 
 def elem_bytes(dtype: str) -> int:

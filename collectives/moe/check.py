@@ -33,9 +33,7 @@ def expected_pairs(engine: MoEEngine) -> list[np.ndarray]:
         bits = routing.topk_weights[token, kth].astype(np.float32).view(np.int32)
         for slot in range(slots):
             sel = local == slot
-            found[slot].append(
-                np.stack([np.full(sel.sum(), src), token[sel], bits[sel]], axis=1)
-            )
+            found[slot].append(np.stack([np.full(sel.sum(), src), token[sel], bits[sel]], axis=1))
     return [np.concatenate(parts).astype(np.int64) for parts in found]
 
 

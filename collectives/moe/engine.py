@@ -67,8 +67,10 @@ class MoESetup:
         if self.hidden < 1:
             raise ValueError(f"--hidden {self.hidden} must be >= 1")
         if self.routing not in routing_mod.ROUTINGS:
-            raise ValueError(f"unknown --routing {self.routing!r}; choose one of: "
-                             f"{', '.join(routing_mod.ROUTINGS)}")
+            raise ValueError(
+                f"unknown --routing {self.routing!r}; choose one of: "
+                f"{', '.join(routing_mod.ROUTINGS)}"
+            )
         if (self.routing == "file") != (self.routing_file is not None):
             raise ValueError("--routing file needs --routing-file PATH (and only it takes one)")
         if self.algo not in ALGOS:
@@ -84,8 +86,9 @@ class MoESetup:
         """The node limit in force on `num_nodes` nodes (0: none)."""
         if self.routing == "file":
             if self.node_limit:
-                raise ValueError("--node-limit shapes generated routing; a --routing-file "
-                                 "is used as recorded")
+                raise ValueError(
+                    "--node-limit shapes generated routing; a --routing-file is used as recorded"
+                )
             return 0
         if self.node_limit is None:
             return min(num_nodes, 4) if num_nodes > 1 else 0
@@ -117,8 +120,10 @@ class RoutingSource:
             routing_mod.load_routing_file(setup.routing_file) if setup.routing_file else None
         )
         if self.table is not None and self.table.shape[1] != setup.top_k:
-            raise ValueError(f"routing file lists {self.table.shape[1]} experts per token; "
-                             f"--top-k is {setup.top_k}")
+            raise ValueError(
+                f"routing file lists {self.table.shape[1]} experts per token; "
+                f"--top-k is {setup.top_k}"
+            )
 
     def routing(self, rank: int) -> routing_mod.Routing:
         s = self.setup
@@ -127,8 +132,14 @@ class RoutingSource:
                 self.table, num_tokens=s.num_tokens, num_experts=s.num_experts, rank=rank
             )
         return routing_mod.generate(
-            s.routing, num_tokens=s.num_tokens, num_experts=s.num_experts, top_k=s.top_k,
-            seed=s.seed, rank=rank, node_limit=self.node_limit, zipf_s=s.zipf_s,
+            s.routing,
+            num_tokens=s.num_tokens,
+            num_experts=s.num_experts,
+            top_k=s.top_k,
+            seed=s.seed,
+            rank=rank,
+            node_limit=self.node_limit,
+            zipf_s=s.zipf_s,
             expert_group=self.placement.expert_node(self.geometry.local_world),
         )
 
@@ -156,7 +167,8 @@ class MoEEngine:
         self.setup = setup
         self.device = torch.device(device if device is not None else _torch_device(comm))
         self.geometry = Geometry(
-            world=comm.world, local_world=comm.local_world,
+            world=comm.world,
+            local_world=comm.local_world,
             slots_per_rank=make_placement(setup, comm.world).slots_per_rank,
         )
         self.source = RoutingSource(setup, self.geometry, make_placement(setup, comm.world))
@@ -206,11 +218,20 @@ class MoEEngine:
         counts = counts if counts is not None else self.source.traffic()
         h = self.setup.hidden
         return {
-            "dispatch": per_rank_bytes(counts, algo=self.setup.algo, direction="dispatch",
-                                       hidden=h, token_bytes=self.payload_bytes),
-            "combine": per_rank_bytes(counts, algo=self.setup.algo, direction="combine",
-                                      hidden=h,
-                                      token_bytes=self.codec_combine.wire_bytes(1, h)),
+            "dispatch": per_rank_bytes(
+                counts,
+                algo=self.setup.algo,
+                direction="dispatch",
+                hidden=h,
+                token_bytes=self.payload_bytes,
+            ),
+            "combine": per_rank_bytes(
+                counts,
+                algo=self.setup.algo,
+                direction="combine",
+                hidden=h,
+                token_bytes=self.codec_combine.wire_bytes(1, h),
+            ),
         }
 
 

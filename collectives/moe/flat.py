@@ -61,8 +61,9 @@ def build_plan(layout: RankLayout, *, rank: int, top_k: int, device: Any) -> Fla
     num_tokens = layout.num_tokens
     num_rows = int(gather.send_idx.size)
     dst = np.repeat(np.arange(geo.world), gather.counts)
-    position = np.arange(num_rows) - np.repeat(np.cumsum(gather.counts) - gather.counts,
-                                               gather.counts)
+    position = np.arange(num_rows) - np.repeat(
+        np.cumsum(gather.counts) - gather.counts, gather.counts
+    )
     ll_send = np.full((geo.world, num_tokens), num_tokens, dtype=np.int64)
     ll_send[dst, position] = gather.send_idx
     ll_position = np.append(dst * num_tokens + position, geo.world * num_tokens)
@@ -93,7 +94,9 @@ class FlatHandle:
     """Rows received from each rank (None: low-latency, fixed blocks)."""
 
 
-def dispatch(comm: Comm, plan: FlatPlan, packed: torch.Tensor, payload_bytes: int) -> DispatchResult:
+def dispatch(
+    comm: Comm, plan: FlatPlan, packed: torch.Tensor, payload_bytes: int
+) -> DispatchResult:
     """Normal-mode flat dispatch of packed rows ([num_tokens + 1, row_bytes] uint8)."""
     counts = exchange_counts(comm, plan.counts_message).cpu().numpy()  # the one host sync
     recv_rows = [int(n) for n in counts[:, 0]]
@@ -109,7 +112,10 @@ def dispatch(comm: Comm, plan: FlatPlan, packed: torch.Tensor, payload_bytes: in
         slot_counts=counts[:, 1:].sum(axis=0),
     )
     return DispatchResult(
-        rows=recv, payload_bytes=payload_bytes, top_k=plan.top_k, order=order,
+        rows=recv,
+        payload_bytes=payload_bytes,
+        top_k=plan.top_k,
+        order=order,
         handle=FlatHandle(recv_rows=recv_rows),
     )
 
@@ -130,7 +136,10 @@ def dispatch_low_latency(
         slot_counts=None,
     )
     return DispatchResult(
-        rows=recv, payload_bytes=payload_bytes, top_k=plan.top_k, order=order,
+        rows=recv,
+        payload_bytes=payload_bytes,
+        top_k=plan.top_k,
+        order=order,
         handle=FlatHandle(recv_rows=None),
     )
 

@@ -123,7 +123,9 @@ def _forward_order(
     return order % max(num_rows, 1), torch.div(order, max(num_rows, 1), rounding_mode="floor")
 
 
-def dispatch(comm: Comm, plan: HierPlan, packed: torch.Tensor, payload_bytes: int) -> DispatchResult:
+def dispatch(
+    comm: Comm, plan: HierPlan, packed: torch.Tensor, payload_bytes: int
+) -> DispatchResult:
     """Two-stage dispatch of packed rows; `comm` is the world communicator (unused in the
     transfers, which run on plan.inter and plan.intra)."""
     del comm

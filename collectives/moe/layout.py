@@ -162,9 +162,7 @@ def traffic_counts(layouts: list[RankLayout]) -> TrafficCounts:
     geo = layouts[0].geometry
     if len(layouts) != geo.world:
         raise ValueError(f"need one layout per rank ({geo.world}), got {len(layouts)}")
-    pairs = np.stack(
-        [lay.num_pairs_per_slot.reshape(geo.world, -1).sum(axis=1) for lay in layouts]
-    )
+    pairs = np.stack([lay.num_pairs_per_slot.reshape(geo.world, -1).sum(axis=1) for lay in layouts])
     return TrafficCounts(
         geometry=geo,
         tokens=np.stack([lay.num_tokens_per_rank for lay in layouts]),

@@ -89,8 +89,11 @@ def pack_rows(
     meta[:num_tokens, 2 : 2 + top_k] = slots
     meta[:num_tokens, 2 + top_k :] = weights.astype(np.float32).view(np.int32)
     meta[num_tokens, 2 + top_k :] = 0
-    rows = torch.zeros((num_tokens + 1, wire.shape[1] + meta.nbytes // (num_tokens + 1)),
-                       dtype=torch.uint8, device=wire.device)
+    rows = torch.zeros(
+        (num_tokens + 1, wire.shape[1] + meta.nbytes // (num_tokens + 1)),
+        dtype=torch.uint8,
+        device=wire.device,
+    )
     rows[:num_tokens, : wire.shape[1]] = wire
     meta_bytes = torch.from_numpy(meta.view(np.uint8)).to(wire.device)
     rows[:, wire.shape[1] :] = meta_bytes.reshape(num_tokens + 1, -1)

@@ -65,8 +65,10 @@ class Placement:
 
     def expert_node(self, local_world: int) -> np.ndarray:
         """[num_experts] node of each expert's first replica (groups for node-limited top-k)."""
-        return np.array([slots[0] // self.slots_per_rank // local_world
-                         for slots in self.replicas()], dtype=np.int64)
+        return np.array(
+            [slots[0] // self.slots_per_rank // local_world for slots in self.replicas()],
+            dtype=np.int64,
+        )
 
 
 def contiguous(num_experts: int, world: int) -> Placement:
@@ -95,7 +97,9 @@ def load_placement(path: str | pathlib.Path, *, num_experts: int, world: int) ->
         try:
             rows.append(tuple(int(item) for item in text))
         except ValueError:
-            raise ValueError(f"{path}:{number}: expert ids must be integers, got {line!r}")
+            raise ValueError(
+                f"{path}:{number}: expert ids must be integers, got {line!r}"
+            ) from None
     if len(rows) != world:
         raise ValueError(f"{path}: placement has {len(rows)} rank lines; the job has {world} ranks")
     return Placement(rank_experts=tuple(rows), num_experts=num_experts)

@@ -187,7 +187,9 @@ def load_routing_file(path: str | pathlib.Path) -> np.ndarray:
         try:
             rows.append([int(item) for item in text])
         except ValueError:
-            raise ValueError(f"{path}:{number}: expert ids must be integers, got {line!r}")
+            raise ValueError(
+                f"{path}:{number}: expert ids must be integers, got {line!r}"
+            ) from None
     widths = {len(row) for row in rows}
     if len(widths) != 1:
         raise ValueError(f"{path}: every line must list the same number of experts, got {widths}")

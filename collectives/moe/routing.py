@@ -72,7 +72,9 @@ def expert_scores(
     if kind == "zipf":
         if zipf_s < 0:
             raise ValueError(f"zipf exponent {zipf_s} must be >= 0")
-        order = _rng(seed, -1).permutation(num_experts)
+        order = np.random.default_rng(np.random.SeedSequence([seed, 0x5A495046])).permutation(
+            num_experts
+        )
         log_pop = np.empty(num_experts)
         log_pop[order] = -zipf_s * np.log(np.arange(1, num_experts + 1))
         return log_pop[None, :] + rng.gumbel(size=(num_tokens, num_experts))

@@ -45,6 +45,11 @@ class GlooComm:
     def synchronize(self) -> None:
         pass
 
+    def max_over_ranks(self, values: Any) -> Any:
+        tensor = torch.as_tensor(values, dtype=torch.float64).clone()
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX, group=self.group)
+        return tensor.numpy()
+
     def gather_object(self, obj: Any) -> list[Any]:
         out: list[Any] = [None] * self.world
         dist.all_gather_object(out, obj, group=self.group)
@@ -69,14 +74,22 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _entry(rank: int, world: int, local_world: int, port: int, fn: Callable, args: tuple,
-           errors: Any) -> None:
+def _entry(
+    rank: int,
+    world: int,
+    local_world: int,
+    port: int,
+    fn: Callable,
+    args: tuple,
+    errors: Any,
+    results: Any,
+) -> None:
     os.environ["MASTER_ADDR"] = "127.0.0.1"
     os.environ["MASTER_PORT"] = str(port)
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
-        fn(GlooComm(dist.group.WORLD, rank, world, local_world), *args)
+        results.put((rank, fn(GlooComm(dist.group.WORLD, rank, world, local_world), *args)))
     except BaseException:
         errors.put(f"rank {rank}:\n{traceback.format_exc()}")
         raise
@@ -84,15 +97,21 @@ def _entry(rank: int, world: int, local_world: int, port: int, fn: Callable, arg
         dist.destroy_process_group()
 
 
-def run_gloo(fn: Callable, world: int, local_world: int, *args: Any) -> None:
-    """Run fn(comm, *args) on `world` spawned gloo ranks; re-raise the first failure."""
+def run_gloo(fn: Callable, world: int, local_world: int, *args: Any) -> list[Any]:
+    """Run fn(comm, *args) on `world` spawned gloo ranks; return what each rank returned
+    (in rank order); re-raise the first failure."""
     ctx = mp.get_context("spawn")
     errors = ctx.SimpleQueue()
+    results = ctx.SimpleQueue()
     try:
         mp.start_processes(
-            _entry, args=(world, local_world, free_port(), fn, args, errors), nprocs=world,
+            _entry,
+            args=(world, local_world, free_port(), fn, args, errors, results),
+            nprocs=world,
             start_method="spawn",
         )
     except Exception as exc:
         detail = errors.get() if not errors.empty() else str(exc)
         raise AssertionError(detail) from None
+    got = dict(results.get() for _ in range(world))
+    return [got[rank] for rank in range(world)]

@@ -241,6 +241,10 @@ def resolved_config(args: argparse.Namespace, sizes: list[int]) -> dict[str, Any
 
 # ---- the command ------------------------------------------------------------------------
 def run_command(args: argparse.Namespace) -> int:
+    try:
+        ops_registry.op_class(args.op)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     sizes = resolve_sizes(args)
     timing = resolve_timing(args)
     try:
@@ -254,6 +258,14 @@ def run_command(args: argparse.Namespace) -> int:
     if args.np is not None and "RANK" not in spawn.os.environ and not _launched():
         if args.np < 1:
             raise UsageError(f"--np {args.np} must be at least 1")
+        # Catch mistakes once, here, instead of once per spawned rank.
+        local_world = args.gpus_per_node or args.np
+        if args.np % local_world:
+            raise UsageError(f"--gpus-per-node {local_world} does not divide --np {args.np}")
+        _validate_point_sizes(build_op(args, args.np, local_world), sizes, args.datatype, args.np)
+        if args.output and pathlib.Path(args.output).exists() and not args.overwrite:
+            raise UsageError(f"results file {args.output} exists; choose another -o or "
+                             "pass --overwrite")
         return spawn.run_local(_child_argv(sys.argv[1:]), args.np, args.backend, args.timeout)
     records = execute(args, sizes, timing)
     return 1 if any(r.num_wrong > 0 for r in records) else 0

@@ -8,7 +8,9 @@ communicator: it builds this rank's routing and layout, precomputes the algorith
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -116,6 +118,7 @@ class RoutingSource:
         self.geometry = geometry
         self.placement = placement
         self.node_limit = setup.resolved_node_limit(geometry.num_nodes)
+        self._traffic: TrafficCounts | None = None
         self.table = (
             routing_mod.load_routing_file(setup.routing_file) if setup.routing_file else None
         )
@@ -149,7 +152,10 @@ class RoutingSource:
         return routing, RankLayout(geometry=self.geometry, topk_slot=slots)
 
     def traffic(self) -> TrafficCounts:
-        return traffic_counts([self.layout(r)[1] for r in range(self.geometry.world)])
+        """Counts of the whole job (every rank's routing regenerated once, then cached)."""
+        if self._traffic is None:
+            self._traffic = traffic_counts([self.layout(r)[1] for r in range(self.geometry.world)])
+        return self._traffic
 
 
 def make_tokens(setup: MoESetup, rank: int, device: Any) -> torch.Tensor:
@@ -188,25 +194,43 @@ class MoEEngine:
             self.layout, rank=rank, top_k=top_k, device=self.device, inter=inter, intra=intra
         )
 
+    @contextlib.contextmanager
+    def on_comm_stream(self) -> Iterator[None]:
+        """Run the enclosed GPU work on the communicator's stream (where its collectives
+        and timing events live), ordered after the caller's stream and before its next
+        work. A no-op on CPU."""
+        stream = getattr(self.comm, "stream", None) or getattr(self.comm, "_stream", None)
+        if stream is None or self.device.type != "cuda":
+            yield
+            return
+        caller = torch.cuda.current_stream(self.device)
+        stream.wait_stream(caller)
+        with torch.cuda.stream(stream):
+            yield
+        caller.wait_stream(stream)
+
     def pack(self, x: torch.Tensor) -> torch.Tensor:
         """Encode tokens with the dispatch codec and append routing metadata (untimed)."""
-        wire = self.codec_dispatch.encode(x.to(self.device))
-        return pack_rows(
-            wire, self.layout.topk_slot, self.routing.topk_weights, rank=self.comm.rank
-        )
+        with self.on_comm_stream():
+            wire = self.codec_dispatch.encode(x.to(self.device))
+            return pack_rows(
+                wire, self.layout.topk_slot, self.routing.topk_weights, rank=self.comm.rank
+            )
 
     def dispatch(self, packed: torch.Tensor) -> DispatchResult:
         """The timed dispatch: counts exchange (normal mode), payload, expert grouping."""
-        if self.setup.algo == "hierarchical":
-            return hierarchical.dispatch(self.comm, self.plan, packed, self.payload_bytes)
-        if self.setup.mode == "low-latency":
-            return flat.dispatch_low_latency(self.comm, self.plan, packed, self.payload_bytes)
-        return flat.dispatch(self.comm, self.plan, packed, self.payload_bytes)
+        with self.on_comm_stream():
+            if self.setup.algo == "hierarchical":
+                return hierarchical.dispatch(self.comm, self.plan, packed, self.payload_bytes)
+            if self.setup.mode == "low-latency":
+                return flat.dispatch_low_latency(self.comm, self.plan, packed, self.payload_bytes)
+            return flat.dispatch(self.comm, self.plan, packed, self.payload_bytes)
 
     def combine(self, result: DispatchResult, rows_out: torch.Tensor) -> torch.Tensor:
         """The timed combine: [num_tokens, hidden] float32 weighted sums, original order."""
         module = hierarchical if self.setup.algo == "hierarchical" else flat
-        return module.combine(self.comm, self.plan, result, rows_out, self.codec_combine)
+        with self.on_comm_stream():
+            return module.combine(self.comm, self.plan, result, rows_out, self.codec_combine)
 
     def expert_inputs(self, result: DispatchResult) -> torch.Tensor:
         """[num_pairs, hidden] decoded tokens of every pair, slot-major (expert input)."""

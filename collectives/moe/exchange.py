@@ -37,7 +37,7 @@ def alltoallv_rows(
 
 def exchange_counts(comm: Comm, message: torch.Tensor) -> torch.Tensor:
     """Equal-block all-to-all of a [peers, width] int64 counts message."""
-    out = torch.empty_like(message)
+    out = torch.zeros_like(message)  # zeros: a dry run's no-op transfer reads as no traffic
     comm.all_to_all(out.reshape(-1), message.reshape(-1))
     return out
 
@@ -81,7 +81,9 @@ def expert_order(
         pair_weight = weights.index_select(0, order)
     else:
         pair_weight = torch.where(mine.reshape(-1), weights, 0.0).index_select(0, order)
-        counts = torch.bincount(key, minlength=slots_per_rank + 1)[:slots_per_rank]
+        # scatter_add into a fixed size: bincount would read the max back to the host
+        counts = torch.zeros(slots_per_rank + 1, dtype=torch.long, device=key.device)
+        counts = counts.scatter_add_(0, key, torch.ones_like(key))[:slots_per_rank]
     pair_row = torch.div(order, top_k, rounding_mode="floor")
     return ExpertOrder(pair_row=pair_row, pair_weight=pair_weight, slot_counts=counts)
 

@@ -51,18 +51,33 @@ def _generated_cases(comm: Any, workdir: pathlib.Path) -> dict[str, Any]:
     cases: dict[str, Any] = {}
     for algo in ("flat", "hierarchical"):
         for codec in ("fp32", "bf16"):
-            setup = MoESetup(**SMALL, node_limit=1, algo=algo, codec_dispatch=codec,
-                             codec_combine=codec)
+            setup = MoESetup(
+                **SMALL, node_limit=1, algo=algo, codec_dispatch=codec, codec_combine=codec
+            )
             cases[f"{algo}-{codec}-limit1"] = _summary(_roundtrip(comm, setup))
-        setup = MoESetup(**SMALL, routing="zipf", zipf_s=1.5, node_limit=0, algo=algo,
-                         codec_dispatch="bf16", codec_combine="bf16")
+        setup = MoESetup(
+            **SMALL,
+            routing="zipf",
+            zipf_s=1.5,
+            node_limit=0,
+            algo=algo,
+            codec_dispatch="bf16",
+            codec_combine="bf16",
+        )
         cases[f"{algo}-zipf"] = _summary(_roundtrip(comm, setup))
         placement = workdir / "placement.txt"
-        setup = MoESetup(**{**SMALL, "num_experts": 6}, placement_file=str(placement),
-                         node_limit=0, algo=algo, codec_dispatch="fp32", codec_combine="fp32")
+        setup = MoESetup(
+            **{**SMALL, "num_experts": 6},
+            placement_file=str(placement),
+            node_limit=0,
+            algo=algo,
+            codec_dispatch="fp32",
+            codec_combine="fp32",
+        )
         cases[f"{algo}-replicas"] = _summary(_roundtrip(comm, setup))
-    setup = MoESetup(**SMALL, mode="low-latency", node_limit=2, codec_dispatch="bf16",
-                     codec_combine="bf16")
+    setup = MoESetup(
+        **SMALL, mode="low-latency", node_limit=2, codec_dispatch="bf16", codec_combine="bf16"
+    )
     cases["flat-low-latency"] = _summary(_roundtrip(comm, setup))
     return cases
 
@@ -74,8 +89,15 @@ def _exact_cases(comm: Any, workdir: pathlib.Path) -> dict[str, Any]:
     for codec in ("fp32", "bf16"):
         outs = {}
         for algo in ("flat", "hierarchical"):
-            setup = MoESetup(**SMALL, routing="file", routing_file=str(workdir / "trace.npy"),
-                             node_limit=0, algo=algo, codec_dispatch=codec, codec_combine=codec)
+            setup = MoESetup(
+                **SMALL,
+                routing="file",
+                routing_file=str(workdir / "trace.npy"),
+                node_limit=0,
+                algo=algo,
+                codec_dispatch=codec,
+                codec_combine=codec,
+            )
             res = _roundtrip(comm, setup, _integer_tokens)
             outs[algo] = res["out"]
             cases[f"exact-{algo}-{codec}"] = {
@@ -90,10 +112,17 @@ def _exact_cases(comm: Any, workdir: pathlib.Path) -> dict[str, Any]:
 
 def _op_cases(comm: Any) -> dict[str, Any]:
     cases: dict[str, Any] = {}
-    options = dict(hidden=256, num_experts=16, top_k=4, node_limit=1, codec_dispatch="bf16",
-                   codec_combine="bf16", gpus_per_node=comm.local_world, expert_dim=32)
-    for name, overlap in (("dispatch", False), ("combine", False), ("moe", False),
-                          ("moe", True)):
+    options = dict(
+        hidden=256,
+        num_experts=16,
+        top_k=4,
+        node_limit=1,
+        codec_dispatch="bf16",
+        codec_combine="bf16",
+        gpus_per_node=comm.local_world,
+        expert_dim=32,
+    )
+    for name, overlap in (("dispatch", False), ("combine", False), ("moe", False), ("moe", True)):
         for algo in ("flat", "hierarchical"):
             op = OPS[name](seed=3, algo=algo, overlap=overlap, **options)
             bufs = op.make_inputs(comm, 128, "bfloat16")

@@ -1,77 +1,18 @@
-"""A minimal Comm over torch.distributed gloo for the MoE tests, and a spawn helper.
-
-Used until collectives/backends/torch_dist.py provides the project's gloo backend; it fills
-only what the MoE algorithms call (all_to_all, split, barrier, gather_object).
-"""
+"""Spawn helper for the MoE tests: N local ranks on the project's gloo backend, posing as
+nodes of `local_world` ranks, each running fn(comm, *args) and returning its result."""
 
 from __future__ import annotations
 
-import os
-import socket
 import traceback
 from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as mp
 
-
-class GlooComm:
-    backend = "gloo"
-    device = "cpu"
-
-    def __init__(self, group: Any, rank: int, world: int, local_world: int) -> None:
-        self.group = group
-        self.rank = rank
-        self.world = world
-        self.local_world = local_world
-        self.local_rank = rank % local_world
-        self.node = rank // local_world
-        self.num_nodes = world // local_world
-
-    def all_to_all(self, out, inp, send_counts=None, recv_counts=None) -> None:
-        dist.all_to_all_single(
-            out,
-            inp,
-            output_split_sizes=None if recv_counts is None else list(recv_counts),
-            input_split_sizes=None if send_counts is None else list(send_counts),
-            group=self.group,
-        )
-
-    def barrier(self) -> None:
-        dist.barrier(group=self.group)
-
-    def synchronize(self) -> None:
-        pass
-
-    def max_over_ranks(self, values: Any) -> Any:
-        tensor = torch.as_tensor(values, dtype=torch.float64).clone()
-        dist.all_reduce(tensor, op=dist.ReduceOp.MAX, group=self.group)
-        return tensor.numpy()
-
-    def gather_object(self, obj: Any) -> list[Any]:
-        out: list[Any] = [None] * self.world
-        dist.all_gather_object(out, obj, group=self.group)
-        return out
-
-    def split(self, color: int, key: int) -> GlooComm:
-        pairs = self.gather_object((color, key, dist.get_rank()))
-        mine = None
-        for c in sorted({p[0] for p in pairs}):
-            members = sorted((k, g) for col, k, g in pairs if col == c)
-            ranks = [g for _, g in members]
-            group = dist.new_group(ranks, backend="gloo")
-            if c == color:
-                mine = (group, ranks.index(dist.get_rank()), len(ranks))
-        assert mine is not None
-        return GlooComm(mine[0], mine[1], mine[2], mine[2])
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from bench.spawn import free_port
+from collectives.backends import create
+from collectives.backends.base import LaunchInfo
 
 
 def _entry(
@@ -84,17 +25,27 @@ def _entry(
     errors: Any,
     results: Any,
 ) -> None:
-    os.environ["MASTER_ADDR"] = "127.0.0.1"
-    os.environ["MASTER_PORT"] = str(port)
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    launch = LaunchInfo(
+        rank=rank,
+        world=world,
+        local_rank=rank % local_world,
+        local_world=local_world,
+        node=rank // local_world,
+        num_nodes=world // local_world,
+        host_local_rank=rank,
+        launcher="spawn",
+        master_port=port,
+        timeout_s=120,
+    )
+    comm = create("gloo", launch)
     try:
-        results.put((rank, fn(GlooComm(dist.group.WORLD, rank, world, local_world), *args)))
+        results.put((rank, fn(comm, *args)))
     except BaseException:
         errors.put(f"rank {rank}:\n{traceback.format_exc()}")
         raise
     finally:
-        dist.destroy_process_group()
+        comm.close()
 
 
 def run_gloo(fn: Callable, world: int, local_world: int, *args: Any) -> list[Any]:

@@ -24,7 +24,7 @@ def _cases(results, prefix):
 
 
 def test_dispatch_batches_and_combine_are_correct(results):
-    for name in _cases(results, "") :
+    for name in _cases(results, ""):
         for rank, cases in enumerate(results):
             case = cases[name]
             for key in ("dispatch_wrong", "combine_wrong", "wrong"):

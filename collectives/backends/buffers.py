@@ -412,3 +412,53 @@ def check_multiple(small_bytes: int, large_bytes: int, world: int, what: str) ->
             f"{what}: {world} blocks of {small_bytes} B need {small_bytes * world} B, "
             f"buffer has {large_bytes} B"
         )
+
+
+# ---- shared by the backends ------------------------------------------------------------------
+Run = Callable[[], None]
+
+
+def _no_buffer() -> None:
+    return None
+
+
+class Plans:
+    """Prepared calls keyed by op and the identity of the (one or two) buffers they use.
+
+    Entries hold weak references, so a buffer that dies invalidates its plans (and a later
+    buffer at the same `id` cannot pick up a stale one); `cleanup` frees MPI requests.
+    Entries are (ref to a, ref to b, run, cleanup), read directly by `MpiComm._call`.
+    """
+
+    def __init__(self) -> None:
+        self.entries: dict[tuple[Any, ...], tuple[Any, Any, Run, Run | None]] = {}
+
+    def put(self, key: tuple[Any, ...], a: Any, b: Any, run: Run, cleanup: Run | None) -> Run:
+        self._drop(key)
+        dead = [k for k, (ra, rb, _, _) in self.entries.items() if ra() is None or rb() is None]
+        for old in dead:
+            self._drop(old)
+        ref_b = _no_buffer if b is None else weakref.ref(b)
+        self.entries[key] = (weakref.ref(a), ref_b, run, cleanup)
+        return run
+
+    def _drop(self, key: tuple[Any, ...]) -> None:
+        entry = self.entries.pop(key, None)
+        if entry is not None and entry[3] is not None:
+            entry[3]()
+
+    def clear(self) -> None:
+        for key in list(self.entries):
+            self._drop(key)
+
+
+def placement(nodes: list[int], rank: int) -> dict[str, int]:
+    """local_rank/local_world/node/num_nodes of `rank` given every member's node. Pure."""
+    distinct = sorted(set(nodes))
+    members = [i for i, node in enumerate(nodes) if node == nodes[rank]]
+    return {
+        "local_rank": members.index(rank),
+        "local_world": len(members),
+        "node": distinct.index(nodes[rank]),
+        "num_nodes": len(distinct),
+    }

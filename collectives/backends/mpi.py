@@ -29,7 +29,7 @@ from collectives.backends import buffers as bf
 from collectives.backends import mpi_setup
 from collectives.backends.base import CommError, LaunchInfo, canonical_dtype
 
-Run = Callable[[], None]
+Run = bf.Run
 
 
 class HostTimer:
@@ -43,44 +43,6 @@ class HostTimer:
 
     def elapsed_s(self) -> list[float]:
         return [b - a for a, b in zip(self._starts, self._stops, strict=True)]
-
-
-class Plans:
-    """Prepared calls keyed by the identity of the buffers they use.
-
-    Entries hold weak references, so a buffer that dies invalidates its plans (and a later
-    buffer at the same `id` cannot pick up a stale one); `cleanup` frees MPI requests.
-    """
-
-    def __init__(self) -> None:
-        self._plans: dict[tuple[Any, ...], tuple[tuple[Any, ...], Run, Run | None]] = {}
-
-    def get(self, key: tuple[Any, ...], bufs: tuple[Any, ...]) -> Run | None:
-        entry = self._plans.get(key)
-        if entry is None:
-            return None
-        for ref, buf in zip(entry[0], bufs, strict=True):
-            if ref() is not buf:
-                return None
-        return entry[1]
-
-    def put(
-        self, key: tuple[Any, ...], bufs: tuple[Any, ...], run: Run, cleanup: Run | None
-    ) -> Run:
-        self._drop(key)
-        for old in [k for k, (refs, _, _) in self._plans.items() if any(r() is None for r in refs)]:
-            self._drop(old)
-        self._plans[key] = (tuple(weakref.ref(b) for b in bufs), run, cleanup)
-        return run
-
-    def _drop(self, key: tuple[Any, ...]) -> None:
-        entry = self._plans.pop(key, None)
-        if entry is not None and entry[2] is not None:
-            entry[2]()
-
-    def clear(self) -> None:
-        for key in list(self._plans):
-            self._drop(key)
 
 
 @dataclasses.dataclass
@@ -107,7 +69,7 @@ class MpiComm:
         self._setup = setup
         self._mpi = setup.mpi
         self._alloc = alloc
-        self._plans = Plans()
+        self._plans = bf.Plans()
         self._dtypes: dict[int, tuple[Any, str]] = {}
         self.rank, self.world = comm.Get_rank(), comm.Get_size()
         self.local_rank, self.local_world = place["local_rank"], place["local_world"]
@@ -165,10 +127,13 @@ class MpiComm:
         stage_out = (lambda: bf.copy_from_host(host, buf)) if role != "in" else None
         return Wire(host, nbytes, stage_in, stage_out, host)
 
-    def _call(self, key: tuple[Any, ...], bufs: tuple[Any, ...], build: Callable[[], Any]) -> None:
-        run = self._plans.get(key, bufs)
-        if run is None:
-            run = self._plans.put(key, bufs, *build())
+    def _call(self, key: tuple[Any, ...], a: Any, b: Any, build: Any, *args: Any) -> None:
+        """Run the prepared call for `key` on buffers (a, b), preparing it on first use."""
+        entry = self._plans.entries.get(key)
+        if entry is not None and entry[0]() is a and entry[1]() is b:
+            run = entry[2]
+        else:
+            run = self._plans.put(key, a, b, *build(*args))
         try:
             run()
         except self._mpi.Exception as exc:
@@ -198,11 +163,8 @@ class MpiComm:
     def all_to_all(self, out, inp, send_counts=None, recv_counts=None) -> None:
         sc = None if send_counts is None else tuple(send_counts)
         rc = None if recv_counts is None else tuple(recv_counts)
-        self._call(
-            ("all_to_all", id(out), id(inp), sc, rc),
-            (out, inp),
-            lambda: self._plan_all_to_all(out, inp, sc, rc),
-        )
+        key = ("all_to_all", id(out), id(inp), sc, rc)
+        self._call(key, out, inp, self._plan_all_to_all, out, inp, sc, rc)
 
     def _plan_all_to_all(self, out, inp, sc, rc):
         itemsize = bf.numpy_dtype(self._dtype(inp)).itemsize
@@ -229,18 +191,12 @@ class MpiComm:
         )
 
     def all_reduce(self, out, inp, op: str = "sum") -> None:
-        self._call(
-            ("all_reduce", id(out), id(inp), op),
-            (out, inp),
-            lambda: self._plan_reduce(out, inp, op, scatter=False),
-        )
+        key = ("all_reduce", id(out), id(inp), op)
+        self._call(key, out, inp, self._plan_reduce, out, inp, op, False)
 
     def reduce_scatter(self, out, inp, op: str = "sum") -> None:
-        self._call(
-            ("reduce_scatter", id(out), id(inp), op),
-            (out, inp),
-            lambda: self._plan_reduce(out, inp, op, scatter=True),
-        )
+        key = ("reduce_scatter", id(out), id(inp), op)
+        self._call(key, out, inp, self._plan_reduce, out, inp, op, True)
 
     def _plan_reduce(self, out, inp, op: str, scatter: bool):
         dtype = self._dtype(inp)
@@ -277,9 +233,7 @@ class MpiComm:
         )
 
     def all_gather(self, out, inp) -> None:
-        self._call(
-            ("all_gather", id(out), id(inp)), (out, inp), lambda: self._plan_gather(out, inp)
-        )
+        self._call(("all_gather", id(out), id(inp)), out, inp, self._plan_gather, out, inp)
 
     def _plan_gather(self, out, inp):
         w_in, w_out = self._wire(inp, "in"), self._wire(out, "out")
@@ -293,17 +247,14 @@ class MpiComm:
         )
 
     def send(self, buf, peer: int) -> None:
-        self._call(("send", id(buf), peer), (buf,), lambda: self._plan_p2p(buf, peer, None, -1))
+        self._call(("send", id(buf), peer), buf, None, self._plan_p2p, buf, peer, None, -1)
 
     def recv(self, buf, peer: int) -> None:
-        self._call(("recv", id(buf), peer), (buf,), lambda: self._plan_p2p(None, -1, buf, peer))
+        self._call(("recv", id(buf), peer), buf, None, self._plan_p2p, None, -1, buf, peer)
 
     def send_recv(self, sendbuf, dst: int, recvbuf, src: int) -> None:
-        self._call(
-            ("send_recv", id(sendbuf), dst, id(recvbuf), src),
-            (sendbuf, recvbuf),
-            lambda: self._plan_p2p(sendbuf, dst, recvbuf, src),
-        )
+        key = ("send_recv", id(sendbuf), dst, id(recvbuf), src)
+        self._call(key, sendbuf, recvbuf, self._plan_p2p, sendbuf, dst, recvbuf, src)
 
     def _plan_p2p(self, sendbuf, dst: int, recvbuf, src: int):
         for peer in (dst, src):
@@ -353,7 +304,7 @@ class MpiComm:
 
     def split(self, color: int, key: int) -> MpiComm:
         sub = self._comm.Split(color, key)
-        place = mpi_setup.placement(sub.allgather(self.node), sub.Get_rank())
+        place = bf.placement(sub.allgather(self.node), sub.Get_rank())
         return MpiComm(sub, self._setup, place, self._alloc)
 
     def close(self) -> None:

@@ -133,18 +133,6 @@ def plan_reduction(dtype: str, op: str, has_native_type: Any) -> tuple[str, str,
     return raw, _OPS[op], True
 
 
-def placement(nodes: list[int], rank: int) -> dict[str, int]:
-    """local_rank/local_world/node/num_nodes of `rank` given every member's node. Pure."""
-    distinct = sorted(set(nodes))
-    members = [i for i, node in enumerate(nodes) if node == nodes[rank]]
-    return {
-        "local_rank": members.index(rank),
-        "local_world": len(members),
-        "node": distinct.index(nodes[rank]),
-        "num_nodes": len(distinct),
-    }
-
-
 class Setup:
     """MPI as initialised for this process, shared by a communicator and its splits."""
 

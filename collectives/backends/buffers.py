@@ -62,7 +62,7 @@ def raw_dtype(dtype: str) -> np.dtype:
     """The dtype device libraries store `dtype` as: itself, or an unsigned integer of the same
     width for bf16 and fp8 (which CuPy, Numba and torch.from_numpy do not know)."""
     np_dtype = numpy_dtype(dtype)
-    return _RAW_BY_SIZE[np_dtype.itemsize] if np_dtype.kind == "V" else np_dtype
+    return _RAW_BY_SIZE[np_dtype.itemsize] if np_dtype.type.__module__ == "ml_dtypes" else np_dtype
 
 
 # ---- host memory --------------------------------------------------------------------------

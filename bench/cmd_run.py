@@ -121,15 +121,38 @@ def register(sub: Any) -> None:
     xg.add_argument(
         "--pair", default="same-node", help="pingpong ranks: same-node, cross-node, or A,B"
     )
-    xg.add_argument("--matrix", default=None, help="alltoallv N x N weight matrix file")
+    xg.add_argument("--matrix", default=None,
+                    help="alltoallv: nccl-tests N x N matrix file, bytes [src][dst]")
+    xg.add_argument("--matrix-scale", type=float, default=1.0,
+                    help="alltoallv: multiply matrix entries (nccl-tests MATRIX_SCALE)")
     xg.add_argument("--generator", default="uniform", help=f"alltoallv: {', '.join(GENERATORS)}")
     xg.add_argument("--skew", type=float, default=1.1, help="alltoallv zipf/distance exponent")
     xg.add_argument("--codec", default="none", help="compress payloads with this codec")
+    moe = _moe_options()
+    if moe is not None:
+        moe.add_moe_arguments(p)
     p.set_defaults(func=run_command)
+
+
+def _moe_options() -> Any:
+    """bench.moe_options when this build has MoE ops (adds their flags and op kwargs)."""
+    try:
+        from bench import moe_options
+    except ImportError:
+        return None
+    return moe_options
 
 
 # ---- validation (before any process starts) ---------------------------------------------
 def resolve_sizes(args: argparse.Namespace) -> list[int]:
+    """Sweep points: bytes (-b/-e/-f/-i), or token counts for MoE ops."""
+    if ops_registry.op_class(args.op).size_unit == "tokens":
+        moe = _moe_options()
+        if moe is not None and hasattr(moe, "token_sweep"):
+            return list(moe.token_sweep(args))
+        return [int(args.num_tokens)]
+    if args.op == "alltoallv" and args.matrix:
+        return [1]  # the matrix file gives every count: one point, as in nccl-tests
     begin = parse_size(args.minbytes, "-b")
     end = parse_size(args.maxbytes, "-e")
     step = parse_size(args.stepbytes, "-i") if args.stepbytes is not None else None
@@ -174,6 +197,9 @@ def op_options(args: argparse.Namespace, world: int, local_world: int) -> dict[s
         opts["redop"] = args.redop
     if args.op == "pingpong":
         opts["pair"] = resolve_pair(args.pair, world, local_world)
+    moe = _moe_options()
+    if moe is not None and ops_registry.op_class(args.op).size_unit == "tokens":
+        opts.update(moe.moe_op_kwargs(args))
     if args.op == "alltoallv":
         opts["generator"], opts["skew"] = args.generator, args.skew
         if args.matrix:
@@ -185,6 +211,7 @@ def op_options(args: argparse.Namespace, world: int, local_world: int) -> dict[s
             except ValueError as exc:
                 raise UsageError(str(exc)) from None
             opts["matrix_source"] = str(path)
+            opts["matrix_scale"] = args.matrix_scale
     return opts
 
 
@@ -264,8 +291,9 @@ def run_command(args: argparse.Namespace) -> int:
             raise UsageError(f"--gpus-per-node {local_world} does not divide --np {args.np}")
         _validate_point_sizes(build_op(args, args.np, local_world), sizes, args.datatype, args.np)
         if args.output and pathlib.Path(args.output).exists() and not args.overwrite:
-            raise UsageError(f"results file {args.output} exists; choose another -o or "
-                             "pass --overwrite")
+            raise UsageError(
+                f"results file {args.output} exists; choose another -o or pass --overwrite"
+            )
         return spawn.run_local(_child_argv(sys.argv[1:]), args.np, args.backend, args.timeout)
     records = execute(args, sizes, timing)
     return 1 if any(r.num_wrong > 0 for r in records) else 0

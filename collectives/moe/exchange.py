@@ -36,7 +36,9 @@ def alltoallv_rows(
 
 
 def exchange_counts(comm: Comm, message: torch.Tensor) -> torch.Tensor:
-    """Equal-block all-to-all of a [peers, width] int64 counts message."""
+    """Equal-block all-to-all of a [peers, width] counts message, sent as int32 (a type
+    every backend moves)."""
+    message = message.to(torch.int32).contiguous()
     out = torch.zeros_like(message)  # zeros: a dry run's no-op transfer reads as no traffic
     comm.all_to_all(out.reshape(-1), message.reshape(-1))
     return out

@@ -98,7 +98,7 @@ def dispatch(
     comm: Comm, plan: FlatPlan, packed: torch.Tensor, payload_bytes: int
 ) -> DispatchResult:
     """Normal-mode flat dispatch of packed rows ([num_tokens + 1, row_bytes] uint8)."""
-    counts = exchange_counts(comm, plan.counts_message).cpu().numpy()  # the one host sync
+    counts = exchange_counts(comm, plan.counts_message).cpu().numpy().astype(np.int64)  # host sync
     recv_rows = [int(n) for n in counts[:, 0]]
     send = packed.index_select(0, plan.send_idx)
     recv = torch.empty((sum(recv_rows), packed.shape[1]), dtype=torch.uint8, device=packed.device)

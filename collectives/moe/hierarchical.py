@@ -94,7 +94,7 @@ class HierHandle:
 
 
 def _exchange_all_counts(comm_plan: HierPlan) -> np.ndarray:
-    """Both counts all-to-alls, then one host read: [nodes*(1+L+L*S) + L*(1+S)] int64."""
+    """Both counts all-to-alls, then one host read: [nodes*(1+L+L*S) + L*(1+S)] counts."""
     plan = comm_plan
     lw, slots = plan.local_world, plan.slots_per_rank
     got1 = exchange_counts(plan.inter, plan.counts_message)
@@ -103,7 +103,7 @@ def _exchange_all_counts(comm_plan: HierPlan) -> np.ndarray:
         dim=1,
     )
     got2 = exchange_counts(plan.intra, to_local.contiguous())
-    return torch.cat([got1.reshape(-1), got2.reshape(-1)]).cpu().numpy()
+    return torch.cat([got1.reshape(-1), got2.reshape(-1)]).cpu().numpy().astype(np.int64)
 
 
 def _forward_order(

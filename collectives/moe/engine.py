@@ -21,7 +21,7 @@ from collectives.moe import flat, hierarchical
 from collectives.moe import placement as placement_mod
 from collectives.moe import routing as routing_mod
 from collectives.moe.conventions import per_rank_bytes
-from collectives.moe.exchange import DispatchResult
+from collectives.moe.exchange import DispatchResult, gather_rows
 from collectives.moe.layout import ALGOS, Geometry, RankLayout, TrafficCounts, traffic_counts
 from collectives.moe.payload import get_codec, pack_rows
 
@@ -217,24 +217,32 @@ class MoEEngine:
                 wire, self.layout.topk_slot, self.routing.topk_weights, rank=self.comm.rank
             )
 
-    def dispatch(self, packed: torch.Tensor) -> DispatchResult:
-        """The timed dispatch: counts exchange (normal mode), payload, expert grouping."""
+    def dispatch(
+        self, packed: torch.Tensor, cached: DispatchResult | None = None
+    ) -> DispatchResult:
+        """The timed dispatch: counts exchange (normal mode), payload, expert grouping.
+
+        `cached`: an earlier result of the same routing; its counts are reused and the
+        counts exchange skipped (DeepEP's cached dispatch). Ignored in low-latency mode.
+        """
+        args = (self.comm, self.plan, packed, self.payload_bytes)
         with self.on_comm_stream():
             if self.setup.algo == "hierarchical":
-                return hierarchical.dispatch(self.comm, self.plan, packed, self.payload_bytes)
+                return hierarchical.dispatch(*args, cached)
             if self.setup.mode == "low-latency":
-                return flat.dispatch_low_latency(self.comm, self.plan, packed, self.payload_bytes)
-            return flat.dispatch(self.comm, self.plan, packed, self.payload_bytes)
+                return flat.dispatch_low_latency(*args)
+            return flat.dispatch(*args, cached)
 
     def combine(self, result: DispatchResult, rows_out: torch.Tensor) -> torch.Tensor:
-        """The timed combine: [num_tokens, hidden] float32 weighted sums, original order."""
+        """The timed combine: [num_tokens, hidden] weighted sums in the original order
+        (bf16 for a bf16 combine codec, else float32)."""
         module = hierarchical if self.setup.algo == "hierarchical" else flat
         with self.on_comm_stream():
             return module.combine(self.comm, self.plan, result, rows_out, self.codec_combine)
 
     def expert_inputs(self, result: DispatchResult) -> torch.Tensor:
         """[num_pairs, hidden] decoded tokens of every pair, slot-major (expert input)."""
-        rows = result.rows.index_select(0, result.order.pair_row)[:, : self.payload_bytes]
+        rows = gather_rows(result.rows, result.order.pair_row)[:, : self.payload_bytes]
         return self.codec_dispatch.decode(rows, int(rows.shape[0]), self.setup.hidden)
 
     def bytes_per_rank(self, counts: TrafficCounts | None = None) -> dict[str, Any]:

@@ -90,17 +90,30 @@ def expert_order(
     return ExpertOrder(pair_row=pair_row, pair_weight=pair_weight, slot_counts=counts)
 
 
+def gather_rows(rows: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """rows[index] for a 2-D tensor, copied as the widest integer words that tile a row
+    (a uint8 or bf16 row gathered byte by byte would be several times slower on GPUs)."""
+    row_bytes = rows.shape[1] * rows.element_size()
+    if not rows.is_contiguous() or rows.shape[0] == 0:
+        return rows.index_select(0, index)
+    for word in (torch.int64, torch.int32, torch.int16):
+        size = torch.tensor([], dtype=word).element_size()
+        if row_bytes % size == 0 and rows.element_size() <= size:
+            wide = rows.view(word).index_select(0, index)
+            return wide.view(rows.dtype).reshape(index.shape[0], rows.shape[1])
+    return rows.index_select(0, index)
+
+
 def gather_sum(values: torch.Tensor, gather_idx: torch.Tensor) -> torch.Tensor:
-    """[num_out, hidden] float32: row i sums values[gather_idx[i, :]] (fp32 accumulation).
+    """[num_out, hidden] in values' dtype: row i sums values[gather_idx[i, :]]; torch
+    accumulates bf16 sums in fp32 and rounds once, as DeepEP's combine does.
 
     `values` must end with a zero row that padding entries of gather_idx point at.
     """
     if gather_idx.shape[1] == 1:
-        return values.index_select(0, gather_idx[:, 0]).float()
-    picked = values.index_select(0, gather_idx.reshape(-1))
-    return picked.reshape(gather_idx.shape[0], gather_idx.shape[1], -1).sum(
-        dim=1, dtype=torch.float32
-    )
+        return gather_rows(values, gather_idx[:, 0])
+    picked = gather_rows(values, gather_idx.reshape(-1))
+    return picked.reshape(gather_idx.shape[0], gather_idx.shape[1], -1).sum(dim=1)
 
 
 def zero_padded(num_rows: int, row_bytes: int, device: torch.device) -> torch.Tensor:
@@ -122,7 +135,7 @@ def reverse_reduce(
 ) -> torch.Tensor:
     """Send encoded rows back along a dispatch hop and sum the copies of each token.
 
-    Returns [gather_idx.shape[0], hidden] float32.
+    Returns [gather_idx.shape[0], hidden] in the decoded dtype.
     """
     num_back = int(sum(recv_rows))
     back = zero_padded(num_back, int(wire.shape[1]), wire.device)
@@ -166,7 +179,7 @@ class DispatchResult:
         rows = self.order.pair_row[start : start + int(counts[slot])]
         meta = unpack_meta(self.rows, self.payload_bytes, self.top_k).index_select(0, rows)
         return {
-            "payload": self.rows.index_select(0, rows)[:, : self.payload_bytes],
+            "payload": gather_rows(self.rows, rows)[:, : self.payload_bytes],
             "src_rank": meta[:, 0].long(),
             "src_token": meta[:, 1].long(),
             "weight": self.order.pair_weight[start : start + int(counts[slot])],

@@ -24,6 +24,7 @@ from collectives.moe.exchange import (
     alltoallv_rows,
     exchange_counts,
     expert_order,
+    gather_rows,
     gather_sum,
     reverse_reduce,
     zero_padded,
@@ -92,15 +93,28 @@ class FlatHandle:
 
     recv_rows: list[int] | None
     """Rows received from each rank (None: low-latency, fixed blocks)."""
+    counts: np.ndarray | None = None
+    """The counts exchange's result, [world, 1 + slots] (reused by a cached dispatch)."""
 
 
 def dispatch(
-    comm: Comm, plan: FlatPlan, packed: torch.Tensor, payload_bytes: int
+    comm: Comm,
+    plan: FlatPlan,
+    packed: torch.Tensor,
+    payload_bytes: int,
+    cached: DispatchResult | None = None,
 ) -> DispatchResult:
-    """Normal-mode flat dispatch of packed rows ([num_tokens + 1, row_bytes] uint8)."""
-    counts = exchange_counts(comm, plan.counts_message).cpu().numpy().astype(np.int64)  # host sync
+    """Normal-mode flat dispatch of packed rows ([num_tokens + 1, row_bytes] uint8).
+
+    `cached`: an earlier dispatch of the same routing whose counts are reused, skipping
+    the counts exchange (DeepEP's cached dispatch with a handle).
+    """
+    if cached is not None:
+        counts = cached.handle.counts
+    else:  # the counts all-to-all, then the one host read
+        counts = exchange_counts(comm, plan.counts_message).cpu().numpy().astype(np.int64)
     recv_rows = [int(n) for n in counts[:, 0]]
-    send = packed.index_select(0, plan.send_idx)
+    send = gather_rows(packed, plan.send_idx)
     recv = torch.empty((sum(recv_rows), packed.shape[1]), dtype=torch.uint8, device=packed.device)
     alltoallv_rows(comm, recv, send, plan.send_rows, recv_rows)
     order = expert_order(
@@ -116,7 +130,7 @@ def dispatch(
         payload_bytes=payload_bytes,
         top_k=plan.top_k,
         order=order,
-        handle=FlatHandle(recv_rows=recv_rows),
+        handle=FlatHandle(recv_rows=recv_rows, counts=counts),
     )
 
 
@@ -124,7 +138,7 @@ def dispatch_low_latency(
     comm: Comm, plan: FlatPlan, packed: torch.Tensor, payload_bytes: int
 ) -> DispatchResult:
     """Low-latency flat dispatch: fixed blocks, no counts exchange, no host sync."""
-    send = packed.index_select(0, plan.ll_send_idx)
+    send = gather_rows(packed, plan.ll_send_idx)
     recv = torch.empty_like(send)
     comm.all_to_all(recv.reshape(-1), send.reshape(-1))
     order = expert_order(
@@ -147,7 +161,8 @@ def dispatch_low_latency(
 def combine(
     comm: Comm, plan: FlatPlan, result: DispatchResult, rows_out: torch.Tensor, codec: Any
 ) -> torch.Tensor:
-    """[num_tokens, hidden] float32: the sum of each token's per-rank partial outputs.
+    """[num_tokens, hidden] in the combine codec's decoded dtype: each token's per-rank
+    partial outputs summed (fp32 accumulation).
 
     `rows_out` is [num_recv, hidden]: each received row's weighted sum over this rank's
     experts (see exchange.weighted_rows).

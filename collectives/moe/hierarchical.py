@@ -25,6 +25,7 @@ from collectives.moe.exchange import (
     alltoallv_rows,
     exchange_counts,
     expert_order,
+    gather_rows,
     reverse_reduce,
 )
 from collectives.moe.layout import RankLayout, gather_plan
@@ -91,6 +92,8 @@ class HierHandle:
     """Stage-2 rows received from each local forwarder."""
     fwd_gather_idx: torch.Tensor
     """[num_stage1_rows, L] stage-2 positions of each stage-1 row's copies (pad: total)."""
+    counts: np.ndarray
+    """Both counts exchanges' results (reused by a cached dispatch)."""
 
 
 def _exchange_all_counts(comm_plan: HierPlan) -> np.ndarray:
@@ -124,13 +127,17 @@ def _forward_order(
 
 
 def dispatch(
-    comm: Comm, plan: HierPlan, packed: torch.Tensor, payload_bytes: int
+    comm: Comm,
+    plan: HierPlan,
+    packed: torch.Tensor,
+    payload_bytes: int,
+    cached: DispatchResult | None = None,
 ) -> DispatchResult:
     """Two-stage dispatch of packed rows; `comm` is the world communicator (unused in the
-    transfers, which run on plan.inter and plan.intra)."""
+    transfers, which run on plan.inter and plan.intra). `cached` as in flat.dispatch."""
     del comm
     lw, slots, num_nodes = plan.local_world, plan.slots_per_rank, plan.inter.world
-    counts = _exchange_all_counts(plan)
+    counts = cached.handle.counts if cached is not None else _exchange_all_counts(plan)
     got1 = counts[: num_nodes * (1 + lw + lw * slots)].reshape(num_nodes, -1)
     got2 = counts[num_nodes * (1 + lw + lw * slots) :].reshape(lw, 1 + slots)
     recv1_rows = [int(n) for n in got1[:, 0]]
@@ -138,12 +145,12 @@ def dispatch(
     recv2_rows = [int(n) for n in got2[:, 0]]
     device = packed.device
     row_bytes = int(packed.shape[1])
-    send1 = packed.index_select(0, plan.send_idx)
+    send1 = gather_rows(packed, plan.send_idx)
     recv1 = torch.empty((sum(recv1_rows), row_bytes), dtype=torch.uint8, device=device)
     alltoallv_rows(plan.inter, recv1, send1, plan.send_rows, recv1_rows)
     total = sum(fwd_rows)
     fwd_row, fwd_local = _forward_order(recv1, plan, payload_bytes, total)
-    send2 = recv1.index_select(0, fwd_row)
+    send2 = gather_rows(recv1, fwd_row)
     recv2 = torch.empty((sum(recv2_rows), row_bytes), dtype=torch.uint8, device=device)
     alltoallv_rows(plan.intra, recv2, send2, fwd_rows, recv2_rows)
     fwd_gather = torch.full((int(recv1.shape[0]), lw), total, dtype=torch.long, device=device)
@@ -157,7 +164,11 @@ def dispatch(
         slot_counts=got2[:, 1:].sum(axis=0),
     )
     handle = HierHandle(
-        recv1_rows=recv1_rows, fwd_rows=fwd_rows, recv2_rows=recv2_rows, fwd_gather_idx=fwd_gather
+        recv1_rows=recv1_rows,
+        fwd_rows=fwd_rows,
+        recv2_rows=recv2_rows,
+        fwd_gather_idx=fwd_gather,
+        counts=counts,
     )
     return DispatchResult(
         rows=recv2, payload_bytes=payload_bytes, top_k=plan.top_k, order=order, handle=handle
@@ -167,7 +178,7 @@ def dispatch(
 def combine(
     comm: Comm, plan: HierPlan, result: DispatchResult, rows_out: torch.Tensor, codec: Any
 ) -> torch.Tensor:
-    """[num_tokens, hidden] float32 sums; `rows_out` as in flat.combine."""
+    """[num_tokens, hidden] sums (dtype as in flat.combine); `rows_out` as there."""
     del comm
     hidden = int(rows_out.shape[1])
     handle: HierHandle = result.handle

@@ -27,7 +27,7 @@ def test_dispatch_batches_and_combine_are_correct(results):
     for name in _cases(results, ""):
         for rank, cases in enumerate(results):
             case = cases[name]
-            for key in ("dispatch_wrong", "combine_wrong", "wrong"):
+            for key in ("dispatch_wrong", "cached_wrong", "combine_wrong", "wrong"):
                 assert case.get(key, 0) == 0, (name, rank, key, case)
 
 

@@ -321,10 +321,17 @@ def _child_argv(argv: Sequence[str]) -> list[str]:
     return out
 
 
+def _mpi_buffer(choice: str) -> str:
+    """`auto`: device arrays where a GPU is visible (CuPy, else torch), numpy otherwise."""
+    if choice != "auto":
+        return choice
+    return {"nccl": "cupy", "torch-nccl": "torch"}.get(default_backend(), "numpy")
+
+
 def _mpi_options(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "thread_level": args.mpi_thread_level,
-        "buffer": args.mpi_buffer,
+        "buffer": _mpi_buffer(args.mpi_buffer),
         "alignment_bytes": args.mpi_alignment,
         "persistent": args.mpi_persistent,
         "cuda_aware": args.cuda_aware,

@@ -59,16 +59,36 @@ _RAW = {
 }
 
 
+ALIASES = {"fp8": "fp8_e4m3", "e4m3": "fp8_e4m3", "e5m2": "fp8_e5m2"}
+
+
+class RowCodec:
+    """A `collectives.codecs` codec seen row by row: encode gives [tokens, row_bytes]."""
+
+    def __init__(self, codec: Any) -> None:
+        self.codec = codec
+        self.name = str(codec.name)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.codec.encode(x).reshape(x.shape[0], -1)
+
+    def decode(self, wire: torch.Tensor, num_tokens: int, hidden: int) -> torch.Tensor:
+        return self.codec.decode(wire.contiguous().reshape(-1), num_tokens, hidden)
+
+    def wire_bytes(self, num_tokens: int, hidden: int) -> int:
+        return int(self.codec.wire_bytes(num_tokens, hidden))
+
+
 def get_codec(name: str) -> Any:
     """The codec called `name`; ValueError naming the choices when unknown."""
-    key = name.lower()
+    key = ALIASES.get(name.lower(), name.lower())
     if key in _RAW:
         return _RAW[key]
     codecs = importlib.import_module("collectives.codecs")
     getter = getattr(codecs, "get", None)
     if getter is None:
-        raise ValueError(f"codec {name!r} is not available here; use bf16 or fp32")
-    return getter(name)
+        raise ValueError(f"codec {name!r} is not available in this build; use bf16 or fp32")
+    return RowCodec(getter(key))
 
 
 def meta_words(top_k: int) -> int:

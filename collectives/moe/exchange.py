@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from collectives.backends.base import Comm
 from collectives.moe.payload import meta_weights, unpack_meta
@@ -105,15 +106,16 @@ def gather_rows(rows: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 
 def gather_sum(values: torch.Tensor, gather_idx: torch.Tensor) -> torch.Tensor:
-    """[num_out, hidden] in values' dtype: row i sums values[gather_idx[i, :]]; torch
-    accumulates bf16 sums in fp32 and rounds once, as DeepEP's combine does.
+    """[num_out, hidden] in values' dtype: row i sums values[gather_idx[i, :]], in one
+    pass (embedding_bag: no [num_out, fanout, hidden] intermediate), accumulating bf16 in
+    fp32 and rounding once, as DeepEP's combine does.
 
-    `values` must end with a zero row that padding entries of gather_idx point at.
+    `values` must end with a zero row; padding entries of gather_idx point at it.
     """
     if gather_idx.shape[1] == 1:
         return gather_rows(values, gather_idx[:, 0])
-    picked = gather_rows(values, gather_idx.reshape(-1))
-    return picked.reshape(gather_idx.shape[0], gather_idx.shape[1], -1).sum(dim=1)
+    pad = int(values.shape[0]) - 1
+    return F.embedding_bag(gather_idx, values, mode="sum", padding_idx=pad)
 
 
 def zero_padded(num_rows: int, row_bytes: int, device: torch.device) -> torch.Tensor:

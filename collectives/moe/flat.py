@@ -111,10 +111,12 @@ def dispatch(
     """
     if cached is not None:
         counts = cached.handle.counts
-    else:  # the counts all-to-all, then the one host read
-        counts = exchange_counts(comm, plan.counts_message).cpu().numpy().astype(np.int64)
+        send = gather_rows(packed, plan.send_idx)
+    else:
+        got = exchange_counts(comm, plan.counts_message)
+        send = gather_rows(packed, plan.send_idx)  # queued before the host waits for counts
+        counts = got.cpu().numpy().astype(np.int64)  # the one host sync
     recv_rows = [int(n) for n in counts[:, 0]]
-    send = gather_rows(packed, plan.send_idx)
     recv = torch.empty((sum(recv_rows), packed.shape[1]), dtype=torch.uint8, device=packed.device)
     alltoallv_rows(comm, recv, send, plan.send_rows, recv_rows)
     order = expert_order(

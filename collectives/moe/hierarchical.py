@@ -96,9 +96,8 @@ class HierHandle:
     """Both counts exchanges' results (reused by a cached dispatch)."""
 
 
-def _exchange_all_counts(comm_plan: HierPlan) -> np.ndarray:
-    """Both counts all-to-alls, then one host read: [nodes*(1+L+L*S) + L*(1+S)] counts."""
-    plan = comm_plan
+def _exchange_all_counts(plan: HierPlan) -> torch.Tensor:
+    """Both counts all-to-alls (device): [nodes*(1+L+L*S) + L*(1+S)] counts."""
     lw, slots = plan.local_world, plan.slots_per_rank
     got1 = exchange_counts(plan.inter, plan.counts_message)
     to_local = torch.cat(
@@ -106,7 +105,7 @@ def _exchange_all_counts(comm_plan: HierPlan) -> np.ndarray:
         dim=1,
     )
     got2 = exchange_counts(plan.intra, to_local.contiguous())
-    return torch.cat([got1.reshape(-1), got2.reshape(-1)]).cpu().numpy().astype(np.int64)
+    return torch.cat([got1.reshape(-1), got2.reshape(-1)])
 
 
 def _forward_order(
@@ -137,7 +136,13 @@ def dispatch(
     transfers, which run on plan.inter and plan.intra). `cached` as in flat.dispatch."""
     del comm
     lw, slots, num_nodes = plan.local_world, plan.slots_per_rank, plan.inter.world
-    counts = cached.handle.counts if cached is not None else _exchange_all_counts(plan)
+    if cached is not None:
+        counts = cached.handle.counts
+        send1 = gather_rows(packed, plan.send_idx)
+    else:
+        got = _exchange_all_counts(plan)
+        send1 = gather_rows(packed, plan.send_idx)  # queued before the host waits for counts
+        counts = got.cpu().numpy().astype(np.int64)  # the one host sync
     got1 = counts[: num_nodes * (1 + lw + lw * slots)].reshape(num_nodes, -1)
     got2 = counts[num_nodes * (1 + lw + lw * slots) :].reshape(lw, 1 + slots)
     recv1_rows = [int(n) for n in got1[:, 0]]
@@ -145,7 +150,6 @@ def dispatch(
     recv2_rows = [int(n) for n in got2[:, 0]]
     device = packed.device
     row_bytes = int(packed.shape[1])
-    send1 = gather_rows(packed, plan.send_idx)
     recv1 = torch.empty((sum(recv1_rows), row_bytes), dtype=torch.uint8, device=device)
     alltoallv_rows(plan.inter, recv1, send1, plan.send_rows, recv1_rows)
     total = sum(fwd_rows)

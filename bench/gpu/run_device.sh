@@ -70,7 +70,7 @@ part_core() {
       -n 20 -w 5 -G 20 -o "$OUT/epbench-$op-torch-nccl.jsonl" --overwrite
   done
   section "nccl backend self-check"
-  "${MPIRUN[@]}" python3 bench/gpu/nccl_backend_gpu.py --with-mpi \
+  "${MPIRUN[@]}" python3 bench/gpu/nccl_backend_gpu.py ${WITH_MPI:-} \
     --out "$OUT/nccl-backend.json" 2>&1 | tail -40
 }
 

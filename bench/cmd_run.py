@@ -344,7 +344,7 @@ def execute(args: argparse.Namespace, sizes: list[int], timing: Timing) -> list[
         backend=args.backend,
         timeout_s=args.timeout,
         gpus_per_node=args.gpus_per_node,
-        options=_mpi_options(args),
+        options=_mpi_options(args) if args.backend == "mpi" else {},
     )
     comm = session.comm
     if args.np is not None and args.np != comm.world:

@@ -42,6 +42,9 @@ part_nccltests() {
   nccl=$(nccl_home)
   mpi=$(dirname "$(dirname "$(command -v mpicc)")")
   [ -e "$nccl/lib/libnccl.so" ] || ln -sf "$(ls "$nccl"/lib/libnccl.so.* | head -1)" "$nccl/lib/libnccl.so"
+  # Debian's Open MPI keeps mpi.h and libmpi outside MPI_HOME's include/ and lib/
+  export CPATH="$(mpicc -showme:incdirs | tr ' ' ':')${CPATH:+:$CPATH}"
+  export LIBRARY_PATH="$(mpicc -showme:libdirs | tr ' ' ':')${LIBRARY_PATH:+:$LIBRARY_PATH}"
   make -C .device/nccl-tests -j16 MPI=1 MPI_HOME="$mpi" NCCL_HOME="$nccl" \
     CUDA_HOME=/usr/local/cuda NVCC_GENCODE="-gencode=arch=compute_90,code=sm_90" \
     >"$OUT/nccltests-build.log" 2>&1 || { tail -30 "$OUT/nccltests-build.log"; return 1; }
@@ -67,7 +70,7 @@ part_core() {
       -n 20 -w 5 -G 20 -o "$OUT/epbench-$op-torch-nccl.jsonl" --overwrite
   done
   section "nccl backend self-check"
-  "${MPIRUN[@]}" python3 bench/gpu/nccl_backend_gpu.py --with-mpi \
+  "${MPIRUN[@]}" python3 bench/gpu/nccl_backend_gpu.py ${WITH_MPI:-} \
     --out "$OUT/nccl-backend.json" 2>&1 | tail -40
 }
 

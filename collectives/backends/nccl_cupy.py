@@ -385,7 +385,9 @@ def _exchange_uid(nccl: Any, store: Any, key: str, leader: bool) -> Any:
 
 
 def create(launch: LaunchInfo) -> NcclComm:
-    """Pick the GPU, rendezvous through a TCPStore, and create the NCCL communicator."""
+    """Pick the GPU, rendezvous through a TCPStore, and create the NCCL communicator.
+
+    `launch.options` (the runner passes MPI's options to every backend) are ignored."""
     try:
         import cupy
         from cupy.cuda import nccl
@@ -395,8 +397,6 @@ def create(launch: LaunchInfo) -> NcclComm:
             f"the nccl backend needs CuPy with NCCL and torch ({exc}); "
             "pip install 'epbench[cuda,torch]' on a GPU machine"
         ) from None
-    if launch.options:
-        raise ValueError(f"the nccl backend takes no options, got {sorted(launch.options)}")
     num_gpus = cupy.cuda.runtime.getDeviceCount()
     if num_gpus == 0:
         raise BackendUnavailable("the nccl backend needs a CUDA GPU; none is visible")

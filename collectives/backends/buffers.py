@@ -422,6 +422,10 @@ def _no_buffer() -> None:
     return None
 
 
+def _dead(ref: Any) -> bool:
+    return ref is not _no_buffer and ref() is None
+
+
 class Plans:
     """Prepared calls keyed by op and the identity of the (one or two) buffers they use.
 
@@ -435,7 +439,7 @@ class Plans:
 
     def put(self, key: tuple[Any, ...], a: Any, b: Any, run: Run, cleanup: Run | None) -> Run:
         self._drop(key)
-        dead = [k for k, (ra, rb, _, _) in self.entries.items() if ra() is None or rb() is None]
+        dead = [k for k, (ra, rb, _, _) in self.entries.items() if _dead(ra) or _dead(rb)]
         for old in dead:
             self._drop(old)
         ref_b = _no_buffer if b is None else weakref.ref(b)

@@ -133,8 +133,9 @@ def test_plans_forget_dead_buffers() -> None:
     del a
     gc.collect()
     c = np.zeros(1)
-    plans.put(("op", id(c)), c, None, lambda: None, None)
-    assert freed == ["ab"] and len(plans.entries) == 1  # the dead entry's request was freed
+    plans.put(("send", id(c)), c, None, lambda: None, None)
+    plans.put(("recv", id(c)), c, None, lambda: None, None)
+    assert freed == ["ab"] and len(plans.entries) == 2  # the dead entry's request was freed
     plans.clear()
     assert not plans.entries
 

@@ -27,10 +27,10 @@ from typing import Any
 import numpy as np
 
 from collectives.backends import buffers as bf
-from collectives.backends import mpi_setup
+from collectives.backends import calls, mpi_setup
 from collectives.backends.base import CommError, LaunchInfo, canonical_dtype
 
-Run = bf.Run
+Run = calls.Run
 
 
 class HostTimer:
@@ -70,7 +70,7 @@ class MpiComm:
         self._setup = setup
         self._mpi = setup.mpi
         self._alloc = alloc
-        self._plans = bf.Plans()
+        self._plans = calls.Plans()
         self._dtypes: dict[int, tuple[Any, str]] = {}
         self.rank, self.world = comm.Get_rank(), comm.Get_size()
         self.local_rank, self.local_world = place["local_rank"], place["local_world"]
@@ -180,8 +180,8 @@ class MpiComm:
     def _plan_all_to_all(self, out, inp, sc, rc):
         itemsize = bf.numpy_dtype(self._dtype(inp)).itemsize
         w_in, w_out = self._wire(inp, "in"), self._wire(out, "out")
-        s_lay = bf.all_to_all_layout(sc, self.world, w_in.nbytes, itemsize, "send")
-        r_lay = bf.all_to_all_layout(rc, self.world, w_out.nbytes, itemsize, "receive")
+        s_lay = calls.all_to_all_layout(sc, self.world, w_in.nbytes, itemsize, "send")
+        r_lay = calls.all_to_all_layout(rc, self.world, w_out.nbytes, itemsize, "receive")
         byte = self._mpi.BYTE
         if sc is None and rc is None:
             if s_lay.counts_bytes[0] > r_lay.counts_bytes[0]:
@@ -222,7 +222,7 @@ class MpiComm:
         w_out = self._wire(out, "inout" if in_place else "out", how.host_compute)
         w_in = w_out if in_place else self._wire(inp, "in", how.host_compute)
         if scatter:
-            bf.check_multiple(w_out.nbytes, w_in.nbytes, self.world, "reduce_scatter")
+            calls.check_multiple(w_out.nbytes, w_in.nbytes, self.world, "reduce_scatter")
         elif w_in.nbytes != w_out.nbytes:
             raise ValueError(f"all_reduce: input {w_in.nbytes} B != output {w_out.nbytes} B")
         count = w_out.nbytes // how.itemsize
@@ -254,7 +254,7 @@ class MpiComm:
 
     def _plan_gather(self, out, inp):
         w_in, w_out = self._wire(inp, "in"), self._wire(out, "out")
-        bf.check_multiple(w_in.nbytes, w_out.nbytes, self.world, "all_gather")
+        calls.check_multiple(w_in.nbytes, w_out.nbytes, self.world, "all_gather")
         s = [w_in.memory, w_in.nbytes, self._mpi.BYTE]
         r = [w_out.memory, w_in.nbytes, self._mpi.BYTE]
         return self._plan(
@@ -335,7 +335,7 @@ class MpiComm:
 
     def split(self, color: int, key: int) -> MpiComm:
         sub = self._comm.Split(color, key)
-        place = bf.placement(sub.allgather(self.node), sub.Get_rank())
+        place = calls.placement(sub.allgather(self.node), sub.Get_rank())
         return MpiComm(sub, self._setup, place, self._alloc)
 
     def close(self) -> None:

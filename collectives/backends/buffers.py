@@ -220,8 +220,11 @@ def host_bytes(buf: Any) -> np.ndarray:
 
 def device_pointer(buf: Any) -> int:
     """Address of a device buffer's first byte."""
-    if kind_of(buf).startswith("torch"):
+    kind = kind_of(buf)
+    if kind.startswith("torch"):
         return int(buf.data_ptr())
+    if kind == "cupy":  # not __cuda_array_interface__, which may synchronize the stream
+        return int(buf.data.ptr)
     return int(buf.__cuda_array_interface__["data"][0])
 
 

@@ -338,6 +338,10 @@ class MpiComm:
         place = calls.placement(sub.allgather(self.node), sub.Get_rank())
         return MpiComm(sub, self._setup, place, self._alloc)
 
+    def abort(self, code: int = 1) -> None:
+        """End every rank of the job (MPI_Abort), e.g. from a watchdog."""
+        self._mpi.COMM_WORLD.Abort(code)
+
     def close(self) -> None:
         self._plans.clear()
         if self._comm is not None and self._comm != self._mpi.COMM_NULL:

@@ -327,7 +327,8 @@ class NcclComm:
                 fn()
         finally:
             graph = self.stream.end_capture()
-        graph.upload(self.stream)
+        if hasattr(graph, "upload"):  # pre-load the graph so the first replay is not slower
+            graph.upload(self.stream)
         self._graphs.append(graph)
         stream = self.stream
         return lambda: graph.launch(stream)
@@ -341,7 +342,8 @@ class NcclComm:
 
     def max_over_ranks(self, values: np.ndarray) -> np.ndarray:
         host = np.ascontiguousarray(values, dtype=np.float64)
-        dev = self._cupy.asarray(host)
+        with self.stream:  # copy on the communication stream, ordered before the reduction
+            dev = self._cupy.asarray(host)
         ptr = dev.data.ptr
         self._comm.allReduce(ptr, ptr, host.size, NCCL_TYPES["float64"], 2, self.stream.ptr)
         self.stream.synchronize()

@@ -24,6 +24,7 @@ from collectives.codecs.spec import (
 
 LN2, INV_LN2, SQRT_HALF = detmath.LN2, detmath.INV_LN2, detmath.SQRT_HALF
 F32_MIN_NORMAL = np.float32(FLT_MIN_NORMAL)
+F32_MAX = np.float32(FLT_MAX)
 DEEPEP_KMAX = 511
 BF16_NAN = 0x7FC0
 
@@ -184,7 +185,12 @@ def fp8_decode(codes, scales, table, out):  # type: ignore[no-untyped-def]
     num_tokens, hidden = out.shape
     for t in numba.prange(num_tokens):
         for j in range(hidden):
-            out[t, j] = table[codes[t, j]] * scales[t, j // TILE]
+            value = table[codes[t, j]] * scales[t, j // TILE]
+            if value > F32_MAX:
+                value = F32_MAX
+            elif value < -F32_MAX:
+                value = -F32_MAX
+            out[t, j] = value
 
 
 # ---- LogFMT-n -----------------------------------------------------------------------------

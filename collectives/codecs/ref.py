@@ -11,6 +11,7 @@ import numpy as np
 
 from collectives.codecs import detmath
 from collectives.codecs.spec import (
+    FLT_MAX,
     FLT_MIN_NORMAL,
     FP8_MIN_TILE_AMAX,
     TILE,
@@ -161,4 +162,5 @@ def decode_fp8(wire: np.ndarray, spec: CodecSpec, num_tokens: int, hidden: int) 
     meta, codes = split_rows(wire, spec, num_tokens, hidden)
     scale = meta.view("<f4").astype(F32)
     values = to_tiles(fp8_decode_table(spec.fp8)[codes])
-    return from_tiles(values * scale[..., None], hidden)
+    values = np.clip(values * scale[..., None], F32(-FLT_MAX), F32(FLT_MAX))
+    return from_tiles(values, hidden)

@@ -64,8 +64,8 @@ def logfmt_meta(ax: np.ndarray, finite: np.ndarray) -> tuple[np.ndarray, np.ndar
     zero = amax == 0
     big = F32(ln_det(np.where(zero, 1.0, amax)))
     small = F32(np.maximum(ln_det(np.where(zero, 1.0, amin)), big.astype(F64) - LOGFMT_CLAMP_LN))
-    big = np.where(zero, F32(0), np.where(finite, big, F32(np.nan)))
-    small = np.where(zero, F32(0), np.where(finite, small, F32(np.nan)))
+    big = np.where(finite, np.where(zero, F32(0), big), F32(np.nan))
+    small = np.where(finite, np.where(zero, F32(0), small), F32(np.nan))
     return small.astype(F32), big.astype(F32)
 
 

@@ -22,6 +22,7 @@ from collectives.codecs.torch_ops import (
     LN2,
     bf16_bits,
     bf16_value,
+    dense_copy,
     exp2_det,
     exp_det,
     f32_bytes,
@@ -46,8 +47,8 @@ def logfmt_meta(ax: torch.Tensor, finite: torch.Tensor) -> tuple[torch.Tensor, t
     big = ln_det(torch.where(zero, 1.0, amax)).to(F32)
     lo = ln_det(torch.where(zero, 1.0, amin))
     small = torch.maximum(lo, big.to(F64) - LOGFMT_CLAMP_LN).to(F32)
-    big = torch.where(zero, 0.0, torch.where(finite, big, float("nan")))
-    small = torch.where(zero, 0.0, torch.where(finite, small, float("nan")))
+    big = torch.where(finite, torch.where(zero, 0.0, big), float("nan"))
+    small = torch.where(finite, torch.where(zero, 0.0, small), float("nan"))
     return small, big
 
 
@@ -150,7 +151,7 @@ def decode_deepep(wire: torch.Tensor, spec: CodecSpec, num_tokens: int, hidden: 
     for t, length in enumerate(tile_lengths(hidden)):
         slot = data[:, offset : offset + 2 * length]
         offset += 2 * length
-        raw = bf16_value(slot.contiguous().view(torch.int16).to(I64) & 0xFFFF)
+        raw = bf16_value(dense_copy(slot).view(torch.int16).to(I64) & 0xFFFF)
         codes = unpack_codes(slot[:, : packed_bytes(length, 10)], length, 10)
         k = codes & DEEPEP_KMAX
         y = (k.to(F64) - 1.0) * step[:, t, None] + lmin[:, t, None]

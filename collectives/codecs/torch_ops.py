@@ -12,6 +12,7 @@ import torch
 
 from collectives.codecs import detmath
 from collectives.codecs.spec import (
+    FLT_MAX,
     FLT_MIN_NORMAL,
     FP8_MIN_TILE_AMAX,
     TILE,
@@ -128,7 +129,13 @@ def rows(meta_bytes: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
 def split_rows(wire: torch.Tensor, spec: CodecSpec, num_tokens: int, hidden: int):  # type: ignore[no-untyped-def]
     w = wire.reshape(num_tokens, row_bytes(spec, hidden))
     mb = meta_row_bytes(spec, hidden)
-    return w[:, :mb].contiguous(), w[:, mb:]
+    return dense_copy(w[:, :mb]), w[:, mb:]
+
+
+def dense_copy(part: torch.Tensor) -> torch.Tensor:
+    """A row-major copy of a 2-D slice, safe to `.view` as a wider dtype."""
+    out = torch.empty(part.shape, dtype=part.dtype, device=part.device)
+    return out.copy_(part)
 
 
 # ---- BF16 -------------------------------------------------------------------------------
@@ -137,7 +144,7 @@ def encode_bf16(x: torch.Tensor, spec: CodecSpec) -> torch.Tensor:
 
 
 def decode_bf16(wire: torch.Tensor, spec: CodecSpec, num_tokens: int, hidden: int):  # type: ignore[no-untyped-def]
-    bits = wire.contiguous().view(torch.int16).to(I64) & 0xFFFF
+    bits = wire.reshape(-1).view(torch.int16).to(I64) & 0xFFFF
     return bf16_value(bits).reshape(num_tokens, hidden)
 
 
@@ -182,4 +189,5 @@ def decode_fp8(wire: torch.Tensor, spec: CodecSpec, num_tokens: int, hidden: int
     scale = meta.view(F32)
     table = torch.from_numpy(fp8_decode_table(spec.fp8)).to(wire.device)
     values = to_tiles(table[codes.to(I64)])
-    return from_tiles(values * scale[..., None], hidden)
+    values = torch.clamp(values * scale[..., None], -FLT_MAX, FLT_MAX)
+    return from_tiles(values, hidden)

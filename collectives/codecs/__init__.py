@@ -26,7 +26,7 @@ def _check_input(x: Any) -> torch.Tensor:
         raise ValueError(f"codec input must be a 2-D torch tensor [tokens, hidden], got {x!r:.80}")
     if x.dtype not in (torch.float32, torch.bfloat16):
         raise ValueError(f"codec input dtype {x.dtype} not supported; use float32 or bfloat16")
-    return x.float().contiguous()
+    return x.contiguous()
 
 
 class Codec:
@@ -76,8 +76,11 @@ class Codec:
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """[num_tokens, hidden] float32/bfloat16 -> flat uint8 wire tensor, same device."""
-        x32 = _check_input(x)
-        return self._module(x32.device).encode(self.spec, x32)
+        x = _check_input(x)
+        module = self._module(x.device)
+        if module.__name__.endswith("triton_kernels"):
+            return module.encode(self.spec, x)  # reads bfloat16 directly
+        return module.encode(self.spec, x.float())
 
     def decode(self, wire: torch.Tensor, num_tokens: int, hidden: int) -> torch.Tensor:
         """Wire bytes -> [num_tokens, hidden] float32 on the wire's device."""

@@ -17,7 +17,7 @@ from typing import Any
 from results.conventions import bus_factor, canonical_op, nccl_size_bytes
 from results.frame import FrameBuilder, Problem, RunInfo
 
-_TITLE = re.compile(r"^# (OSU MPI|OMB Python MPI)(?:[- ]\w+)? (.+?) Test(?: v([\d.]+))?\s*$")
+_TITLE = re.compile(r"^# (OSU MPI|OMB Python MPI)(?:-\w+)? (.+?) Test(?: v([\d.]+))?\s*$")
 _TITLE_OPS = (
     ("all-to-all", "alltoall"),
     ("alltoallv", "alltoallv"),

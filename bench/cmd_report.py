@@ -68,7 +68,7 @@ def _compare_args(parser: argparse.ArgumentParser) -> None:
         "1 +- margin (default 0.05)",
     )
     parser.add_argument("--confidence", type=float, default=0.95)
-    parser.add_argument("--correction", choices=("holm", "bh"), default="holm")
+    parser.add_argument("--correction", choices=("bh", "holm"), default="bh")
     parser.add_argument("--boot", type=int, default=2000, help="bootstrap resamples")
     parser.add_argument("--seed", type=int, default=0)
 

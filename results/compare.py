@@ -69,8 +69,9 @@ class CompareSettings:
     """Bootstrap resamples."""
     seed: int = 0
     """Seed of the bootstrap generator (results are reproducible)."""
-    correction: str = "holm"
-    """holm or bh (Benjamini-Hochberg), across the sizes of one comparison."""
+    correction: str = "bh"
+    """bh (Benjamini-Hochberg, false discovery rate) or holm (family-wise), across the sizes
+    of one comparison."""
 
     def __post_init__(self) -> None:
         if not 0 < self.margin < 1:
@@ -97,6 +98,14 @@ class Comparison:
     """Metadata columns whose values differ between the sides (besides `by`)."""
     settings: CompareSettings
     """How it was computed."""
+
+
+def str_values(series: pd.Series) -> np.ndarray:
+    """The values of a column as an object array of str ('' for missing), fast on categoricals."""
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        cats = np.array([str(c) for c in series.cat.categories] + [""], dtype=object)
+        return cats[series.cat.codes.to_numpy()]
+    return np.array(["" if v is None or v != v else str(v) for v in series], dtype=object)
 
 
 def resolve_key(frame: pd.DataFrame, key: str) -> str:
@@ -128,8 +137,10 @@ def compare(
     """Compare the rows of each value of column `by` against those of `baseline`."""
     settings = settings or CompareSettings()
     col = resolve_key(frame, by)
-    data = frame[frame[col].notna() & (frame[col].astype(str) != "")]
-    values = sorted({str(v) for v in data[col].unique()})
+    all_sides = str_values(frame[col])
+    keep = all_sides != ""
+    data, side_values = frame[keep], all_sides[keep]
+    values = sorted(set(np.unique(side_values).tolist()))
     if len(values) < 2:
         raise ValueError(
             f"--by {by!r} has {len(values)} value(s) {values} in these runs; "
@@ -138,15 +149,20 @@ def compare(
     baseline = values[0] if baseline is None else str(baseline)
     if baseline not in values:
         raise ValueError(f"baseline {baseline!r} is not a value of {col}: {values}")
-    side = data[col].astype(str)
+    side = pd.Series(side_values, index=data.index)
     group_keys = [k for k in keys if k in data.columns and k != col]
     rng = np.random.default_rng(settings.seed)
     rows: list[dict[str, Any]] = []
     diffs = []
+    needed = list(dict.fromkeys([*group_keys, "run_id", "time_s", col]))
+    records = data[data["iteration"] == 0] if "iteration" in data.columns else data
     for other in (v for v in values if v != baseline):
-        pair = data[side.isin([baseline, other])]
+        pair = data.loc[side.isin([baseline, other]), needed]
         rows.extend(_compare_pair(pair, col, baseline, other, group_keys, settings, rng))
-        diffs.append(differing_metadata(pair, col, baseline, other))
+        rec_side = pd.Series(str_values(records[col]), index=records.index)
+        diffs.append(
+            differing_metadata(records[rec_side.isin([baseline, other])], col, baseline, other)
+        )
     table = _correct(pd.DataFrame(rows), group_keys, settings)
     differing = pd.concat(diffs, ignore_index=True) if diffs else pd.DataFrame()
     return Comparison(
@@ -163,16 +179,28 @@ def _compare_pair(
     settings: CompareSettings,
     rng: np.random.Generator,
 ) -> list[dict[str, Any]]:
+    """One row per group present on both sides; runs are sliced from one global sort."""
+    is_b = (str_values(pair[col]) == other).astype(np.int64)
+    groups = pair.groupby(group_keys, observed=True, sort=True)
+    gcodes = groups.ngroup().to_numpy()
+    rcodes = pd.Categorical(str_values(pair["run_id"])).codes.astype(np.int64)
+    times = pair["time_s"].to_numpy(dtype=np.float64)
+    order = np.lexsort((times, rcodes, is_b, gcodes))
+    g, b, r, t = gcodes[order], is_b[order], rcodes[order], times[order]
+    cuts = np.flatnonzero((np.diff(g) != 0) | (np.diff(b) != 0) | (np.diff(r) != 0)) + 1
+    starts = np.concatenate([[0], cuts])
+    ends = np.concatenate([cuts, [t.size]])
+    sides: dict[int, tuple[list[np.ndarray], list[np.ndarray]]] = {}
+    for start, end in zip(starts, ends, strict=True):
+        entry = sides.setdefault(int(g[start]), ([], []))
+        entry[int(b[start])].append(t[start:end])
+    keys = list(groups.groups.keys())
     rows = []
-    is_b = (pair[col].astype(str) == other).to_numpy()
-    pair = pair.assign(_side=np.where(is_b, "b", "a"))
-    for key, grp in pair.groupby(group_keys, observed=True, sort=True):
-        if grp["_side"].nunique() < 2:
+    for code, (runs_a, runs_b) in sorted(sides.items()):
+        if not runs_a or not runs_b:
             continue
-        runs_a = _run_samples(grp[grp["_side"] == "a"])
-        runs_b = _run_samples(grp[grp["_side"] == "b"])
+        key = keys[code] if isinstance(keys[code], tuple) else (keys[code],)
         cell = compare_cell(runs_a, runs_b, settings, rng)
-        key = key if isinstance(key, tuple) else (key,)
         rows.append(
             {
                 **dict(zip(group_keys, key, strict=True)),
@@ -183,13 +211,6 @@ def _compare_pair(
             }
         )
     return rows
-
-
-def _run_samples(frame: pd.DataFrame) -> list[np.ndarray]:
-    return [
-        np.sort(g["time_s"].to_numpy(dtype=np.float64))
-        for _, g in frame.groupby("run_id", observed=True)
-    ]
 
 
 def compare_cell(
@@ -207,6 +228,8 @@ def compare_cell(
     )
     alpha = 1 - settings.confidence
     lo, hi = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
+    if not (_enough(runs_a) and _enough(runs_b)):
+        lo = hi = math.nan  # one launch of a few reported means: no honest interval
     if min(len(runs_a), len(runs_b)) >= MIN_RUNS_FOR_TEST:
         xa, xb, unit = med_a, med_b, "launches"
     else:
@@ -229,6 +252,11 @@ def compare_cell(
         "p_value": p,
         "test_unit": unit,
     }
+
+
+def _enough(runs: list[np.ndarray]) -> bool:
+    """At least two launches, or one launch with enough samples for a median CI."""
+    return len(runs) >= 2 or (len(runs) == 1 and runs[0].size >= 6)
 
 
 def bootstrap_medians(runs: list[np.ndarray], n_boot: int, rng: np.random.Generator) -> np.ndarray:
@@ -306,7 +334,7 @@ def verdict(lo: float, hi: float, p_adj: float, settings: CompareSettings) -> st
 
 def differing_metadata(frame: pd.DataFrame, col: str, baseline: str, other: str) -> pd.DataFrame:
     """Columns (besides `col`) whose run-level values differ between the two sides."""
-    side = frame[col].astype(str)
+    side = pd.Series(str_values(frame[col]), index=frame.index)
     rows = []
     for name in frame.columns:
         if (

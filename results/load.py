@@ -109,7 +109,8 @@ def _read_one(
                 source=str(path),
                 line=0,
                 message=(
-                    "format not recognised (expected epbench JSON Lines, nccl-tests text or -J JSON, "
+                    "format not recognised (expected epbench JSON Lines, nccl-tests text or "
+                    "-J JSON, "
                     "OSU or OMB-Py output, or a DeepEP test log); file skipped"
                 ),
             )

@@ -13,6 +13,8 @@ import math
 import pathlib
 from typing import Any
 
+import numpy as np
+
 from results import schema
 from results.frame import FrameBuilder, Problem, RunInfo, scalar_extras
 
@@ -147,13 +149,13 @@ def _check(rec: schema.Record) -> str:
     if not rec.times_s:
         return "no samples (times_s is empty)"
     if rec.rank_times_s is not None:
-        rows = rec.rank_times_s
-        if not isinstance(rows, list) or any(
-            not isinstance(r, list) or len(r) != len(rows[0]) for r in rows
-        ):
+        try:
+            rows = np.asarray(rec.rank_times_s, dtype=np.float64)
+        except (TypeError, ValueError):
+            return "rank_times_s is not a rectangular [rank][sample] list of numbers"
+        if rows.ndim != 2:
             return "rank_times_s is not a rectangular [rank][sample] list"
-        flat = [t for r in rows for t in r]
-        if not all(isinstance(t, (int, float)) and math.isfinite(t) and t >= 0 for t in flat):
+        if not (np.isfinite(rows).all() and (rows >= 0).all()):
             return "rank_times_s holds a non-finite or negative time"
     return ""
 

@@ -174,6 +174,5 @@ def _fields(
         "bus_factor": bus_factor(op, num_ranks),
         "ops_per_sample": int(iters),
         "line": lineno,
-        "variant": state["tool"],
         **extras,
     }

@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 
 from results import bounds as bounds_mod
 from results import plots, stats
-from results.compare import Comparison, CompareSettings, compare
+from results.compare import CompareSettings, Comparison, compare
 from results.load import Loaded
 
 MAX_RANK_HEATMAPS = 4

@@ -228,24 +228,16 @@ def _nccl_line(
     per_iter: bool = False,
     old: bool = False,
 ) -> str:
-    count = size // 4
-    line = "%12li  %12li  %8s  %6s  %6s" % (size, count, dtype, redop, "%6i" % -1)
+    """One table line, field widths as nccl-tests' printf formats ("%12li  %12li  %8s ...")."""
+    line = f"{size:12d}  {size // 4:12d}  {dtype:>8}  {redop:>6}  {-1:6d}"
     for time_us, algbw, busbw in blocks:
         if old:  # 2.13: "  %7s  %6.2f  %6.2f  %5g"
-            line += "  %7s  %6.2f  %6.2f  %5g" % ("%7.2f" % time_us, algbw, busbw, 0)
-        else:
-            line += "  %7s  %6s  %6s  %6g" % (
-                "%7.2f" % time_us,
-                "%6.2f" % algbw,
-                "%6.2f" % busbw,
-                0,
-            )
-        if per_iter:
-            line += "  %7s  %7s  %7s  %7s" % (
-                "%7.2f" % (time_us * 0.9),
-                "%7.2f" % (time_us * 1.3),
-                "%7.2f" % (time_us * 1.2),
-                "%7.2f" % 3.1,
+            line += f"  {time_us:7.2f}  {algbw:6.2f}  {busbw:6.2f}  {0:5g}"
+        else:  # 2.18+: "  %7s  %6s  %6s  %6g"
+            line += f"  {time_us:7.2f}  {algbw:6.2f}  {busbw:6.2f}  {0:6g}"
+        if per_iter:  # "  %7s  %7s  %7s  %7s": i_min i_max i_p99 i_cv%
+            line += (
+                f"  {time_us * 0.9:7.2f}  {time_us * 1.3:7.2f}  {time_us * 1.2:7.2f}  {3.1:7.2f}"
             )
     return line
 
@@ -297,16 +289,14 @@ def test_nccl_text_219_with_info_lines(tmp_path: pathlib.Path) -> None:
 
 
 def test_nccl_text_per_iter_columns_and_broken_line(tmp_path: pathlib.Path) -> None:
-    head = (
-        NCCL_219_HEAD[:3]
-        + ["# Per-Iteration Report: CUDA event timing; i_* uses max over process rows "]
-        + NCCL_219_HEAD[3:10]
-        + [
-            "#       size         count      type   redop    root     time   algbw   busbw "
-            "#wrong    i_min    i_max    i_p99    i_cv%     time   algbw   busbw  #wrong "
-            "   i_min    i_max    i_p99    i_cv% "
-        ]
-    )
+    head = [
+        *NCCL_219_HEAD[:3],
+        "# Per-Iteration Report: CUDA event timing; i_* uses max over process rows ",
+        *NCCL_219_HEAD[3:10],
+        "#       size         count      type   redop    root     time   algbw   busbw "
+        "#wrong    i_min    i_max    i_p99    i_cv%     time   algbw   busbw  #wrong "
+        "   i_min    i_max    i_p99    i_cv% ",
+    ]
     broken = _nccl_line(2048, "bfloat16", "sum", [(12.0, 0.2, 0.2)], per_iter=True)
     lines = [
         *head,

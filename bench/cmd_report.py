@@ -360,7 +360,7 @@ def demo(run_paths: list[pathlib.Path], out_dir: pathlib.Path, console: Console)
     report labels them so. Where the predictions vary fabric or topology, those comparisons
     are included.
     """
-    from results.compare import CompareSettings, resolve_key
+    from results.compare import CompareSettings, resolve_key, str_values
     from results.load import load_all
 
     loaded = load_all(run_paths)
@@ -372,7 +372,7 @@ def demo(run_paths: list[pathlib.Path], out_dir: pathlib.Path, console: Console)
             col = resolve_key(loaded.frame, key)
         except ValueError:
             continue
-        if loaded.frame[col].dropna().astype(str).nunique() >= 2:
+        if len(set(str_values(loaded.frame[col])) - {""}) >= 2:
             by.append(key)
     html = _build(
         loaded,

@@ -6,6 +6,7 @@ matplotlib Figure; it never shows or saves it. Predicted series are dashed and s
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import matplotlib

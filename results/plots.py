@@ -160,15 +160,17 @@ def rank_heatmap(table: pd.DataFrame, title: str = "") -> Figure:
     )
     height = 1.5 + 0.25 * len(pivot.index)
     fig, ax = plt.subplots(figsize=(7.5, min(height, 12)))
-    sns.heatmap(
-        pivot,
-        ax=ax,
-        cmap="RdBu_r",
-        center=1.0,
-        annot=pivot.shape[1] <= 12,
-        fmt=".2f",
-        cbar_kws={"label": "rank median / median over ranks"},
-    )
+    with warnings.catch_warnings():  # seaborn 0.13 calls a colormap method matplotlib deprecates
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        sns.heatmap(
+            pivot,
+            ax=ax,
+            cmap="RdBu_r",
+            center=1.0,
+            annot=pivot.shape[1] <= 12,
+            fmt=".2f",
+            cbar_kws={"label": "rank median / median over ranks"},
+        )
     ax.set_xlabel("size (bytes)")
     ax.set_title(title)
     _layout(fig)

@@ -317,11 +317,22 @@ def _correct(table: pd.DataFrame, group_keys: list[str], settings: CompareSettin
     table["verdict"] = [
         verdict(r.ratio_lo, r.ratio_hi, r.p_adj, settings) for r in table.itertuples()
     ]
+    if "predicted" in table.columns:
+        pred = table["predicted"].astype(bool)
+        table.loc[pred, ["ratio_lo", "ratio_hi", "p_value", "p_adj"]] = np.nan
+        table.loc[pred, "test_unit"] = "model"
+        table.loc[pred, "verdict"] = [
+            "predicted " + verdict(r, r, 0.0, settings) for r in table.loc[pred, "ratio"]
+        ]
     return table
 
 
 def verdict(lo: float, hi: float, p_adj: float, settings: CompareSettings) -> str:
-    """same / faster / slower (B against A, by time) / inconclusive."""
+    """same / faster / slower (B against A, by time) / inconclusive.
+
+    Predicted rows (the model is deterministic) get `predicted same/faster/slower` from the
+    ratio alone, with no interval or test.
+    """
     if 1 - settings.margin <= lo and hi <= 1 + settings.margin:
         return "same"
     significant = p_adj == p_adj and p_adj < 1 - settings.confidence

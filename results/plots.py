@@ -177,15 +177,15 @@ def rank_heatmap(table: pd.DataFrame, title: str = "") -> Figure:
     return fig
 
 
-def measured_vs_predicted(summary: pd.DataFrame, title: str = "") -> Figure:
-    """Measured median time vs the model's prediction at the same op and size (log-log)."""
+def measured_vs_predicted(
+    summary: pd.DataFrame, match: Sequence[str] = (), title: str = ""
+) -> Figure:
+    """Measured median time vs the model's prediction at the same op, size and `match` keys
+    (e.g. meta.fabric), log-log with the diagonal."""
     meas = summary[~summary["predicted"]]
     pred = summary[summary["predicted"]]
-    pairs = meas.merge(
-        pred[["op", "size_bytes", "median_s", "label"]],
-        on=["op", "size_bytes"],
-        suffixes=("", "_pred"),
-    )
+    on = ["op", "size_bytes", *match]
+    pairs = meas.merge(pred[[*on, "median_s", "label"]], on=on, suffixes=("", "_pred"))
     fig, ax = plt.subplots(figsize=(6.0, 5.0))
     if not pairs.empty:
         pairs["series"] = [
@@ -205,6 +205,7 @@ def measured_vs_predicted(summary: pd.DataFrame, title: str = "") -> Figure:
         )
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.legend(fontsize=7)
     ax.set_xlabel("predicted time (µs)")
     ax.set_ylabel("measured median time (µs)")
     ax.set_title(title or "measured vs predicted")

@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 
 from results import bounds as bounds_mod
 from results import plots, stats
-from results.compare import CompareSettings, Comparison, compare
+from results.compare import CompareSettings, Comparison, compare, resolve_key
 from results.load import Loaded
 
 MAX_RANK_HEATMAPS = 4
@@ -182,7 +182,7 @@ def build_report(
         _compare_section(compare(frame, key, baseline=baseline, settings=settings), content)
     _ecdf_figures(frame, content)
     _rank_section(loaded.ranks, content)
-    _predicted_section(summary, content)
+    _predicted_section(frame, summary, [resolve_key(frame, k) for k in by], content)
     _bounds_section(summary, all_bounds, content)
     return _write(out_dir, loaded, content, title, generated_utc)
 
@@ -275,7 +275,7 @@ def _compare_section(comparison: Comparison, content: _Content) -> None:
 
 
 def _ecdf_figures(frame: pd.DataFrame, content: _Content) -> None:
-    multi = frame[frame["ops_per_sample"] != 0] if "ops_per_sample" in frame else frame
+    multi = frame[~frame["predicted"]]
     counts = multi.groupby(["op", "size_bytes"], observed=True).size()
     counts = counts[counts >= 10]
     for op in sorted({o for o, _ in counts.index})[:3]:
@@ -318,14 +318,18 @@ def _rank_section(ranks: pd.DataFrame, content: _Content) -> None:
         )
 
 
-def _predicted_section(summary: pd.DataFrame, content: _Content) -> None:
+def _predicted_section(
+    frame: pd.DataFrame, summary: pd.DataFrame, match: list[str], content: _Content
+) -> None:
+    """Measured vs predicted at the same op and size, matched on the compared keys too."""
     if not (summary["predicted"].any() and (~summary["predicted"]).any()):
         return
+    keyed = stats.summarize(frame, (*stats.SUMMARY_KEYS, *match)) if match else summary
     content.figures.append(
         FigureItem(
             title="measured vs predicted (fabric model)",
             name="measured_vs_predicted",
-            png=_png(plots.measured_vs_predicted(summary)),
+            png=_png(plots.measured_vs_predicted(keyed, match)),
         )
     )
 

@@ -157,4 +157,5 @@ def test_demo_hook(runs: list[pathlib.Path], tmp_path: pathlib.Path) -> None:
     assert html == tmp_path / "demo" / "report.html" and html.exists()
     text = html.read_text()
     assert "predicted by the fabric model" in text and "Comparison by meta.fabric" in text
+    assert "predicted slower" in text  # model rows: a ratio, no interval or test
     assert "report:" in console.export_text()

@@ -34,6 +34,7 @@ def read(path: pathlib.Path, builder: FrameBuilder, problems: list[Problem]) -> 
     source = str(path)
     run = -1
     version = schema.SCHEMA_VERSION
+    iters: Any = 0
     with path.open(encoding="utf-8", errors="replace") as handle:
         for lineno, line in enumerate(handle, 1):
             if not line.strip():
@@ -42,11 +43,13 @@ def read(path: pathlib.Path, builder: FrameBuilder, problems: list[Problem]) -> 
                 header = _header(line, source, lineno, problems)
                 if header is False:
                     return
-                run = builder.add_run(_run_info(header, path))
+                info = _run_info(header, path)
+                run = builder.add_run(info)
                 version = header.schema_version if header else version
+                iters = info.config.get("iters", 0)
                 if header is not None:
                     continue
-            _record(line, version, run, builder, (source, lineno), problems)
+            _record(line, version, run, builder, (source, lineno, iters), problems)
 
 
 def _header(line: str, source: str, lineno: int, problems: list[Problem]) -> Any:
@@ -111,10 +114,10 @@ def _record(
     version: int,
     run: int,
     builder: FrameBuilder,
-    where: tuple[str, int],
+    where: tuple[str, int, Any],
     problems: list[Problem],
 ) -> None:
-    source, lineno = where
+    source, lineno, iters = where
     try:
         item = schema.parse_line(line, version)
     except schema.SchemaError as exc:
@@ -139,7 +142,7 @@ def _record(
     if bad:
         problems.append(Problem(source=source, line=lineno, message=f"record skipped: {bad}"))
         return
-    builder.add_record(run, _fields(item, lineno), item.times_s, item.rank_times_s)
+    builder.add_record(run, _fields(item, lineno, iters), item.times_s, item.rank_times_s)
 
 
 def _check(rec: schema.Record) -> str:
@@ -160,9 +163,12 @@ def _check(rec: schema.Record) -> str:
     return ""
 
 
-def _fields(rec: schema.Record, lineno: int) -> dict[str, Any]:
+def _fields(rec: schema.Record, lineno: int, iters: Any) -> dict[str, Any]:
+    """Record fields as frame columns; a loop/graph sample is the mean of `iters` ops (the
+    run's config) unless the record says otherwise in extra.ops_per_sample."""
     extra = rec.extra if isinstance(rec.extra, dict) else {}
-    ops = extra.get("ops_per_sample", 1 if rec.mode == "per_iter" else 0)
+    default_ops = 1 if rec.mode == "per_iter" else (iters if isinstance(iters, int) else 0)
+    ops = extra.get("ops_per_sample", default_ops)
     return {
         "op": rec.op,
         "backend": rec.backend,

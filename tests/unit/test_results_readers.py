@@ -487,3 +487,17 @@ def test_deepep_internode_and_low_latency(tmp_path: pathlib.Path) -> None:
     ll = frame[frame["label"] == "ll"]
     assert len(ll) == 4 and set(ll["backend"]) == {"deepep-ll"}
     assert np.allclose(sorted(ll[ll["op"] == "dispatch"]["time_s"]), [77e-6, 78e-6])
+
+
+def test_real_epbench_run_output() -> None:
+    """`epbench run alltoall --np 2 --backend gloo` as the runner writes it."""
+    loaded = load_all([FIXTURES / "epbench" / "alltoall_gloo_np2.jsonl"])
+    frame = loaded.frame
+    assert loaded.problems == []
+    assert set(frame["mode"]) == {"per_iter", "loop"} and set(frame["op"]) == {"alltoall"}
+    assert sorted(set(frame["size_bytes"])) == [1024, 8192, 65536]
+    loop = frame[frame["mode"] == "loop"]
+    assert set(loop["ops_per_sample"]) == {20} and len(loop) == 15
+    assert len(frame[frame["mode"] == "per_iter"]) == 60
+    assert set(loaded.ranks["rank"]) == {0, 1} and len(loaded.ranks) == 2 * 75
+    assert set(frame["meta.launcher"]) == {"spawn"}

@@ -204,18 +204,31 @@ def rank_table(
     keys = [k for k in keys if k in ranks.columns]
     if ranks.empty:
         return pd.DataFrame(columns=[*keys, "rank", "median_s", "rel_to_ranks", "slowest_share"])
-    per = ranks.groupby([*keys, "rank"], observed=True)["time_s"].median().rename("median_s")
-    per = per.reset_index()
-    center = per.groupby(keys, observed=True)["median_s"].transform("median")
-    per["rel_to_ranks"] = per["median_s"] / center
-    idx = ranks.groupby([*keys, "iteration"], observed=True)["time_s"].idxmax()
-    slowest = ranks.loc[idx.to_numpy(), [*keys, "rank"]]
-    share = slowest.groupby([*keys, "rank"], observed=True).size().rename("slowest")
-    per = per.merge(share.reset_index(), on=[*keys, "rank"], how="left")
-    iters = ranks.groupby(keys, observed=True)["iteration"].nunique().rename("num_iters")
-    per = per.merge(iters.reset_index(), on=keys, how="left")
-    per["slowest_share"] = per["slowest"].fillna(0) / per["num_iters"]
-    return per.drop(columns=["slowest", "num_iters"])
+    first, xs, counts, starts, _ = _sorted_groups(ranks, [*keys, "rank"], "time_s")
+    out = first[[*keys, "rank"]].copy()
+    out["median_s"] = _quantile(xs, starts, counts, 0.5)
+    record = out.groupby(keys, observed=True, sort=False).ngroup().to_numpy()
+    out["rel_to_ranks"] = out["median_s"] / out.groupby(record)["median_s"].transform("median")
+    out["slowest_share"] = _slowest_share(ranks, keys, out)
+    return out
+
+
+def _slowest_share(ranks: pd.DataFrame, keys: list[str], out: pd.DataFrame) -> np.ndarray:
+    """For each row of `out` (record x rank): fraction of iterations that rank was slowest."""
+    rec = ranks.groupby(keys, observed=True, sort=True).ngroup().to_numpy()
+    it = ranks["iteration"].to_numpy(dtype=np.int64)
+    rank = ranks["rank"].to_numpy(dtype=np.int64)
+    order = np.lexsort((ranks["time_s"].to_numpy(), it, rec))
+    rec_s, it_s = rec[order], it[order]
+    last = np.flatnonzero(np.r_[(np.diff(rec_s) != 0) | (np.diff(it_s) != 0), True])
+    width = int(rank.max()) + 1
+    wins = np.bincount(
+        rec_s[last] * width + rank[order][last], minlength=(int(rec.max()) + 1) * width
+    )
+    iters = np.bincount(rec_s[last], minlength=int(rec.max()) + 1)
+    out_rec = out.groupby(keys, observed=True, sort=True).ngroup().to_numpy()
+    out_rank = out["rank"].to_numpy(dtype=np.int64)
+    return wins[out_rec * width + out_rank] / iters[out_rec]
 
 
 def stragglers(table: pd.DataFrame, excess: float = STRAGGLER_EXCESS) -> pd.DataFrame:

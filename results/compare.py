@@ -26,17 +26,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-COMPARE_KEYS = (
-    "predicted",
-    "op",
-    "backend",
-    "dtype",
-    "codec",
-    "mode",
-    "placement",
-    "variant",
-    "size_bytes",
-)
+from results.frame import POINT_KEYS
+
+COMPARE_KEYS = ("predicted", *POINT_KEYS)
 MIN_RUNS_FOR_TEST = 4
 """Launches per side needed to run the rank test on launch medians."""
 _VOLATILE = re.compile(r"(^|[._])(pid|pids|created_utc|start_time|end_time|time_utc|run_id)$")

@@ -61,19 +61,9 @@ INT_COLUMNS = (
 FLOAT_COLUMNS = ("bus_factor",)
 RUN_COLUMNS = ("run_id", "source", "format", "label")
 """Columns that name the run (launch) a row came from."""
-RANK_KEYS = (
-    "run_id",
-    "label",
-    "op",
-    "backend",
-    "dtype",
-    "codec",
-    "mode",
-    "placement",
-    "variant",
-    "size_bytes",
-    "predicted",
-)
+POINT_KEYS = ("op", "backend", "dtype", "codec", "mode", "placement", "variant", "size_bytes")
+"""Columns that identify one measured point of a configuration."""
+RANK_KEYS = ("run_id", "label", *POINT_KEYS, "predicted")
 """Columns the per-rank frame carries to join back to the main one."""
 
 
@@ -153,6 +143,21 @@ class FrameBuilder:
         self.runs.append(info)
         self._run_cols.append(cols)
         return len(self.runs) - 1
+
+    def add_file_run(
+        self, fmt: str, path: Any, metadata: dict[str, Any], config: dict[str, Any] | None = None
+    ) -> int:
+        """Register a run that is a whole file of format `fmt`; returns its index."""
+        return self.add_run(
+            RunInfo(
+                run_id=f"{fmt}:{path}",
+                source=str(path),
+                format=fmt,
+                label=path.stem,
+                metadata=metadata,
+                config=config or {},
+            )
+        )
 
     def add_record(
         self, run: int, fields: dict[str, Any], times_s: Any, rank_times_s: Any = None

@@ -15,7 +15,7 @@ import pathlib
 import re
 from typing import Any
 
-from results.frame import FrameBuilder, Problem, RunInfo
+from results.frame import FrameBuilder, Problem
 
 _CONFIG = re.compile(r"^\[config\] (.*)$")
 _TUNE = re.compile(r"^\[tuning\] SMs (\d+), NVL chunk (\w+)(?:, RDMA chunk (\d+))?: (.*)$")
@@ -70,16 +70,7 @@ def read(path: pathlib.Path, builder: FrameBuilder, problems: list[Problem]) -> 
         problems.append(Problem(source=source, line=0, message="no DeepEP result lines found"))
         return
     meta = {"tool": "DeepEP tests", "kernel": _kernel(rows)}
-    run = builder.add_run(
-        RunInfo(
-            run_id=f"deepep:{source}",
-            source=source,
-            format="deepep",
-            label=path.stem,
-            metadata=meta,
-            config=config,
-        )
-    )
+    run = builder.add_file_run("deepep", path, meta, config)
     for lineno, fields, time_s in rows:
         builder.add_record(run, {**fields, "line": lineno}, [time_s])
 

@@ -242,15 +242,8 @@ def read_json(path: pathlib.Path, builder: FrameBuilder, problems: list[Problem]
         "devices": devices,
         "json_version": doc.get("version"),
     }
-    run = builder.add_run(
-        RunInfo(
-            run_id=f"nccl-tests-json:{source}",
-            source=source,
-            format="nccl-tests-json",
-            label=path.stem,
-            metadata=meta,
-            config={k: v for k, v in config.items() if k != "devices"},
-        )
+    run = builder.add_file_run(
+        "nccl-tests-json", path, meta, {k: v for k, v in config.items() if k != "devices"}
     )
     common = {
         "op": op,

@@ -15,7 +15,7 @@ import re
 from typing import Any
 
 from results.conventions import bus_factor, canonical_op, nccl_size_bytes
-from results.frame import FrameBuilder, Problem, RunInfo
+from results.frame import FrameBuilder, Problem
 
 _TITLE = re.compile(r"^# (OSU MPI|OMB Python MPI)(?:-\w+)? (.+?) Test(?: v([\d.]+))?\s*$")
 _TITLE_OPS = (
@@ -92,15 +92,7 @@ def read(
         problems.append(Problem(source=source, line=0, message="no OSU data rows found"))
         return
     meta = {"osu_version": state["version"], "benchmark": state["title"]}
-    run = builder.add_run(
-        RunInfo(
-            run_id=f"{state['tool']}:{source}",
-            source=source,
-            format=state["tool"],
-            label=path.stem,
-            metadata=meta,
-        )
-    )
+    run = builder.add_file_run(state["tool"], path, meta)
     for lineno, values in state["rows"]:
         builder.add_record(run, _fields(state, values, lineno, num_ranks), [values["time_s"]])
 

@@ -16,18 +16,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-SUMMARY_KEYS = (
-    "label",
-    "predicted",
-    "op",
-    "backend",
-    "dtype",
-    "codec",
-    "mode",
-    "placement",
-    "variant",
-    "size_bytes",
-)
+from results.frame import POINT_KEYS
+
+SUMMARY_KEYS = ("label", "predicted", *POINT_KEYS)
 """Default grouping: one configuration (label) x point, pooling its launches."""
 CV_WARN = 0.10
 """Coefficient of variation at or above which a group is called unstable."""
@@ -186,18 +177,7 @@ def _warnings(row: tuple) -> str:
 
 def rank_table(
     ranks: pd.DataFrame,
-    keys: Sequence[str] = (
-        "run_id",
-        "label",
-        "op",
-        "backend",
-        "dtype",
-        "codec",
-        "mode",
-        "placement",
-        "variant",
-        "size_bytes",
-    ),
+    keys: Sequence[str] = ("run_id", "label", *POINT_KEYS),
 ) -> pd.DataFrame:
     """Per (record, rank): median time, its ratio to the median over ranks, and the share of
     iterations in which that rank was the slowest."""

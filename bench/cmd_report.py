@@ -199,10 +199,12 @@ def cmd_load(args: argparse.Namespace, console: Console | None = None) -> int:
                 *(escape(str(k)) for k in key[:4]), str(records), str(len(grp)), str(key[4])
             )
     console.print(table)
+    if frame.empty:
+        raise UsageError("no measurements loaded from RUNS; check the paths and warnings", 1)
     if args.output is not None:
         _write_frame(frame, args.output)
         console.print(f"wrote {escape(str(args.output))}")
-    return 0 if not frame.empty else 1
+    return 0
 
 
 def _write_frame(frame: Any, path: pathlib.Path) -> None:

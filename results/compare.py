@@ -17,6 +17,7 @@ otherwise `inconclusive`.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
 from collections.abc import Sequence
@@ -31,7 +32,10 @@ from results.frame import POINT_KEYS
 COMPARE_KEYS = ("predicted", *POINT_KEYS)
 MIN_RUNS_FOR_TEST = 4
 """Launches per side needed to run the rank test on launch medians."""
-_VOLATILE = re.compile(r"(^|[._])(pid|pids|created_utc|start_time|end_time|time_utc|run_id)$")
+_VOLATILE = re.compile(
+    r"(^|[._])(pid|pids|port|created_utc|start_time|end_time|time_utc|run_id)$", re.I
+)
+"""Metadata that differs between any two launches and says nothing about them."""
 _NOT_METADATA = {
     "run_id",
     "source",
@@ -366,4 +370,25 @@ def differing_metadata(frame: pd.DataFrame, col: str, baseline: str, other: str)
 
 def _values(series: pd.Series) -> set[str]:
     uniq = series.unique()
-    return {"" if v is None or (isinstance(v, float) and v != v) else str(v) for v in uniq}
+    return {_stable(v) for v in uniq}
+
+
+def _stable(value: Any) -> str:
+    """A value as text, with volatile keys (pids, ports, times) dropped from JSON lists."""
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    text = str(value)
+    if text[:1] in "[{":
+        try:
+            return json.dumps(_drop_volatile(json.loads(text)), sort_keys=True)
+        except ValueError:
+            return text
+    return text
+
+
+def _drop_volatile(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _drop_volatile(v) for k, v in obj.items() if not _VOLATILE.search(str(k))}
+    if isinstance(obj, list):
+        return [_drop_volatile(v) for v in obj]
+    return obj

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import matplotlib
 
@@ -17,6 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from results.bounds import Bound
@@ -32,7 +34,7 @@ def _layout(fig: Figure) -> None:
     fig.subplots_adjust(left=0.11, right=0.97, top=0.92, bottom=0.13)
 
 
-def series_name(row: pd.Series | dict, keys: Sequence[str] = SERIES_KEYS) -> str:
+def series_name(row: pd.Series | dict[str, Any], keys: Sequence[str] = SERIES_KEYS) -> str:
     """Legend text of one series: the non-empty key values, `(predicted)` when predicted."""
     parts = [str(row[k]) for k in keys if k in row and str(row[k]) not in ("", "none")]
     name = " ".join(dict.fromkeys(parts))
@@ -45,7 +47,7 @@ def _series(summary: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["series", "size_bytes"])
 
 
-def _size_axis(ax: plt.Axes) -> None:
+def _size_axis(ax: Axes) -> None:
     ax.set_xscale("log", base=2)
     ax.set_xlabel("size (bytes, nccl-tests convention)")
 

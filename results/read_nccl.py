@@ -134,15 +134,14 @@ def _comment(line: str, run: _TextRun) -> None:
         for m in _CONFIG.finditer(line):
             key = (m.group(1) or m.group(3)).replace(" ", "_")
             run.config[key] = int(m.group(2) or m.group(4))
-    elif (m := _RANK.match(line)) is not None:
+    elif (rm := _RANK.match(line)) is not None:
         run.meta["ranks"].append(
             {
-                "rank": int(m.group(1)),
-                "pid": int(m.group(3)),
-                "host": m.group(4),
-                "device": int(m.group(5)),
-                "pci": m.group(6),
-                "gpu": m.group(7).strip(),
+                "rank": int(rm.group(1)),
+                "host": rm.group(4),
+                "device": int(rm.group(5)),
+                "pci": rm.group(6),
+                "gpu": rm.group(7).strip(),
             }
         )
     elif "i_min" in line:
@@ -231,8 +230,10 @@ def read_json(path: pathlib.Path, builder: FrameBuilder, problems: list[Problem]
         return
     args = [str(a) for a in doc.get("args") or []]
     op = canonical_op(args[0]) if args else _op_from_name(path.name)
-    config = doc.get("config") if isinstance(doc.get("config"), dict) else {}
-    devices = config.get("devices") if isinstance(config.get("devices"), list) else []
+    raw_config = doc.get("config")
+    config: dict[str, Any] = raw_config if isinstance(raw_config, dict) else {}
+    raw_devices = config.get("devices")
+    devices: list[Any] = raw_devices if isinstance(raw_devices, list) else []
     meta = {
         "args": args,
         "nccl_version": doc.get("nccl_version"),

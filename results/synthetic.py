@@ -16,13 +16,16 @@ import numpy as np
 
 from results import schema
 
+SIZES = tuple(1 << power for power in range(10, 30))
+"""1 KiB to 512 MiB, doubling."""
+
 
 def write_runs(
     out_dir: pathlib.Path,
     *,
     num_rows: int = 1_000_000,
     runs_per_side: int = 5,
-    sizes: tuple[int, ...] = tuple(2**k for k in range(10, 30)),
+    sizes: tuple[int, ...] = SIZES,
     slowdown: float = 1.10,
     noise: float = 0.05,
     num_rank_runs: int = 1,

@@ -258,3 +258,15 @@ def test_alltoall_bound() -> None:
     with pytest.raises(ValueError, match="multiple"):
         bounds.alltoall_busbw_bound(num_ranks=12, gpus_per_node=8, nic_gbps=50)
     assert bounds.nic_bound(400).gbps == 50.0
+
+
+def test_volatile_metadata_not_listed() -> None:
+    rng = np.random.default_rng(4)
+    a = _frame({"ib": _runs(rng, 2, 20, 1e-5)}, ranks='[{"host": "n1", "pid": 11}]', port="5001")
+    b = _frame({"roce": _runs(rng, 2, 20, 1e-5)}, ranks='[{"host": "n1", "pid": 99}]', port="6002")
+    b["meta.environment.MASTER_PORT"] = "7"
+    diff = compare.compare(pd.concat([a, b], ignore_index=True), "fabric").differing
+    assert diff.empty, diff
+    b["meta.ranks"] = '[{"host": "n2", "pid": 99}]'
+    diff = compare.compare(pd.concat([a, b], ignore_index=True), "fabric").differing
+    assert diff["column"].tolist() == ["meta.ranks"]

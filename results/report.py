@@ -203,7 +203,9 @@ def _summary_section(summary: pd.DataFrame, content: _Content) -> None:
                 if len(sizes) == 1
                 else f"{len(sizes)} sizes from {sizes[0]} to {sizes[-1]} B"
             )
-            content.warnings.append(f"{series} {op}, {where}: {items[0][1]}")
+            texts = dict.fromkeys(t for _, t in items)
+            more = f" (and {len(texts) - 1} similar, see the table)" if len(texts) > 1 else ""
+            content.warnings.append(f"{series} {op}, {where}: {items[0][1]}{more}")
 
 
 def _size_figures(

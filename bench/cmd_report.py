@@ -153,7 +153,7 @@ def _load(
     paths: list[Any] | None = None,
     predicted: bool | None = None,
 ) -> Any:
-    from results.load import load_all
+    from results.loader import load_all
 
     if args.osu_ranks < 0:
         raise UsageError(f"--osu-ranks {args.osu_ranks} must be >= 0")
@@ -345,7 +345,7 @@ def _build(
 def _merge(a: Any, b: Any) -> Any:
     import pandas as pd
 
-    from results.load import Loaded
+    from results.loader import Loaded
 
     return Loaded(
         frame=pd.concat([a.frame, b.frame], ignore_index=True),
@@ -363,7 +363,7 @@ def demo(run_paths: list[pathlib.Path], out_dir: pathlib.Path, console: Console)
     are included.
     """
     from results.compare import CompareSettings, resolve_key, str_values
-    from results.load import load_all
+    from results.loader import load_all
 
     loaded = load_all(run_paths)
     for problem in loaded.problems:

@@ -27,7 +27,7 @@ from matplotlib.figure import Figure
 from results import bounds as bounds_mod
 from results import plots, stats
 from results.compare import CompareSettings, Comparison, compare, resolve_key
-from results.load import Loaded
+from results.loader import Loaded
 
 MAX_RANK_HEATMAPS = 4
 MAX_META_CHARS = 20000

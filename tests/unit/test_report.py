@@ -12,7 +12,7 @@ from rich.console import Console
 from bench import cmd_report
 from bench.cli import main
 from results import schema
-from results.load import load_all
+from results.loader import load_all
 from results.report import build_report, md_escape
 from results.synthetic import write_runs
 

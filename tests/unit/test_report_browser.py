@@ -18,7 +18,7 @@ import urllib.request
 
 import pytest
 
-from results.load import load_all
+from results.loader import load_all
 from results.report import build_report
 from results.synthetic import write_runs
 

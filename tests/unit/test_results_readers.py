@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from results import schema
-from results.load import load_all, sniff
+from results.loader import load_all, sniff
 
 FIXTURES = pathlib.Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -501,3 +501,12 @@ def test_real_epbench_run_output() -> None:
     assert len(frame[frame["mode"] == "per_iter"]) == 60
     assert set(loaded.ranks["rank"]) == {0, 1} and len(loaded.ranks) == 2 * 75
     assert set(frame["meta.launcher"]) == {"spawn"}
+
+
+def test_package_level_load_api() -> None:
+    import results
+    import results.report
+
+    frame = results.load(FIXTURES / "osu" / "osu_latency.txt")
+    assert len(frame) == 21
+    assert len(results.load_all([FIXTURES / "osu"]).frame) == 125

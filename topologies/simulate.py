@@ -30,7 +30,7 @@ IntArray = npt.NDArray[np.int64]
 Traffic = FloatArray | Uniform
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@dataclasses.dataclass(frozen=True, kw_only=True, eq=False)
 class Prediction:
     """Predicted time of one traffic matrix (never a measurement)."""
 
@@ -56,6 +56,17 @@ class Prediction:
     """Busiest link's bytes over its rate, seconds."""
     facts: dict[str, Any] = dataclasses.field(default_factory=dict)
     """Cluster and routing facts for the results record."""
+    finish_s: FloatArray = dataclasses.field(default_factory=lambda: np.zeros(0), repr=False)
+    """Completion time of every simulated flow (no latency), seconds."""
+    flow_latency_s: FloatArray = dataclasses.field(default_factory=lambda: np.zeros(0), repr=False)
+    """Path latency of every simulated flow, seconds."""
+
+    def time_at_scale(self, factor: float) -> float:
+        """Predicted time when every flow carries `factor` times its bytes. Exact in this model:
+        max-min rates do not depend on sizes, so every completion time scales by `factor`."""
+        if not self.finish_s.size:
+            return 0.0
+        return float((self.flow_latency_s + factor * self.finish_s).max())
 
 
 def _flow_latency_s(cluster: Cluster, paths: Paths) -> FloatArray:
@@ -283,6 +294,8 @@ def _prediction(
         bottleneck=name,
         link_bound_s=float(busy.max()) if busy.size else 0.0,
         facts=cluster_facts(cluster, layout.routing),
+        finish_s=finish,
+        flow_latency_s=lat,
     )
 
 

@@ -65,8 +65,29 @@ def host_files(
     rankfile = "".join(
         f"rank {rank}={hosts[node]} slot={local}\n" for rank, (node, local) in enumerate(places)
     )
-    machinefile = "".join(f"{hosts[node]}:1\n" for node, _ in places)
+    machinefile = "".join(f"{hosts[node]}:{count}\n" for node, count in machine_runs(places))
     return {"hostfile": hostfile, "rankfile": rankfile, "machinefile": machinefile}
+
+
+def machine_runs(places: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """(node, count) lines of an MPICH machinefile that reproduce `places`.
+
+    Hydra deals ranks to the lines in order and wraps around, and it starts one proxy per
+    line, so local ranks are numbered per line: the shortest repeating pattern with each
+    node on one line keeps them right (block: `a:G b:G`; cyclic: `a:1 b:1`).
+    """
+    runs: list[tuple[int, int]] = []
+    for node, _ in places:
+        if runs and runs[-1][0] == node:
+            runs[-1] = (node, runs[-1][1] + 1)
+        else:
+            runs.append((node, 1))
+    for period in range(1, len(runs) + 1):
+        head = runs[:period]
+        repeats, rest = divmod(len(runs), period)
+        if not rest and head * repeats == runs and len({n for n, _ in head}) == period:
+            return head
+    raise ValueError("this placement has no MPICH machinefile; use the Open MPI rankfile")
 
 
 def gen(args: argparse.Namespace) -> int:

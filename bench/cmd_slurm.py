@@ -31,7 +31,7 @@ from bench.errors import UsageError
 from results.schema import Header, SchemaError, parse_line
 
 TEMPLATES = WRAPPER.parent
-HELLO_ARGS = ("-b", "8", "-e", "8", "-n", "1", "-w", "1")
+HELLO_ARGS = ("-b", "8", "-e", "8", "-n", "1", "-w", "1", "--blocks", "1")
 
 
 def _shape(nodes: int, gpus_per_node: int) -> str:
@@ -48,7 +48,8 @@ def _quote(words: list[str]) -> str:
 
 def step_command(spec: sweep_mod.Sweep, step: sweep_mod.Step, result: pathlib.Path) -> list[str]:
     """The runner command line of one step."""
-    cmd = [*_runner(spec), step.op.name, "--backend", step.backend, *step.op.args]
+    cmd = [*_runner(spec), step.op.name, "--backend", step.backend]
+    cmd += ["--gpus-per-node", str(step.gpus_per_node), *step.op.args]
     if step.codec != "none":
         cmd += ["--codec", step.codec]
     if step.rank_map != "block":
@@ -94,11 +95,12 @@ def render_job(spec, steps: list[sweep_mod.Step], out: pathlib.Path, seed: int) 
         for t in range(num_tasks)
     ]
     hello_dir = "${sweep_dir}/steps/${id}-"
+    hello_args = ["--gpus-per-node", str(gpn), *HELLO_ARGS]
     hellos = [
         {
             "backend": b,
             "mpi": _mpi(spec, b),
-            "command": _quote([*_runner(spec), "allreduce", "--backend", b, *HELLO_ARGS, "-o"])
+            "command": _quote([*_runner(spec), "allreduce", "--backend", b, *hello_args, "-o"])
             + f' "{hello_dir}{b}/hello.jsonl"',
         }
         for b in dict.fromkeys(s.backend for s in steps)

@@ -270,10 +270,10 @@ class _Ctx:
         args: list[str] = []
         for key, flag in _OP_FLAGS.items():
             value = body.get(key)
-            if isinstance(value, (dict, list)) or value is True:
+            if isinstance(value, (dict, list)):
                 raise self.err(table, key, f"{value!r} is not a single value")
-            if value is not None and value is not False:
-                args += [flag, str(value)]
+            if value is not None:
+                args += [flag, str(int(value)) if isinstance(value, bool) else str(value)]
         return Op(name=name, args=(*args, *self.strings(body, table, "args", [])))
 
     def knobs(self, body: Any) -> tuple[tuple[str, tuple[str, ...]], ...]:

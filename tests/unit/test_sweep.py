@@ -50,7 +50,10 @@ def test_parse_reads_every_section():
     assert spec.ops[1].args == ("--redop", "max")
     assert spec.backends == ("nccl", "mpi") and spec.codecs == ("none",)
     # pxn on/off becomes NCCL_PXN_DISABLE 0/1
-    assert spec.knobs == (("NCCL_IB_ADAPTIVE_ROUTING", ("0", "1")), ("NCCL_PXN_DISABLE", ("0", "1")))
+    assert spec.knobs == (
+        ("NCCL_IB_ADAPTIVE_ROUTING", ("0", "1")),
+        ("NCCL_PXN_DISABLE", ("0", "1")),
+    )
 
 
 def test_plan_blocks_hold_every_arm_once_in_random_order():
@@ -82,7 +85,7 @@ def test_plan_is_reproducible_from_its_seed():
 
 
 def test_rank_map_can_be_compared():
-    text = SPEC.replace("pxn = [\"on\", \"off\"]", 'rank_map = ["plane-aligned", "misaligned"]')
+    text = SPEC.replace('pxn = ["on", "off"]', 'rank_map = ["plane-aligned", "misaligned"]')
     steps = sweep.plan(sweep.parse(text, "ab.toml"), 1)
     assert {s.rank_map for s in steps} == {"plane-aligned", "misaligned"}
     assert all("NCCL_IB_ADAPTIVE_ROUTING" in s.env and "rank_map" not in s.env for s in steps)
@@ -92,16 +95,16 @@ def test_rank_map_can_be_compared():
     ("old", "new", "message"),
     [
         ("repeats = 3", "repeats = 3\nrepeatz = 2", "ab.toml:4: [sweep] repeatz: unknown key"),
-        ("fabric = \"ib\"", "fabric = 3", "ab.toml:11: [cluster] fabric: 3 is not a string"),
+        ('fabric = "ib"', "fabric = 3", "ab.toml:11: [cluster] fabric: 3 is not a string"),
         ("nodes = [2, 4]", "nodes = [2, 0]", "ab.toml:8: [cluster] nodes: [2, 0]: counts must"),
-        ("end = \"1G\"", "end = \"1G\"\nsize = 3", "ab.toml:18: [op.0] size: unknown key"),
-        ("args = [\"--redop\", \"max\"]", "argz = 1", "ab.toml:22: [op.1] argz: unknown key"),
-        ("backends = [\"nccl\", \"mpi\"]", "backends = [\"ucx\"]", "ab.toml:25: [matrix] backends"),
-        ("pxn = [\"on\", \"off\"]", "pxn = [\"on\"]", "ab.toml:29: [compare] pxn: ['on']: give"),
-        ("pxn = [\"on\", \"off\"]", "nodes = [1, 2]", "ab.toml:29: [compare] nodes: cannot change"),
-        ("pxn = [\"on\", \"off\"]", "nccl_x = [1, 2]", "ab.toml:29: [compare] nccl_x: unknown knob"),
+        ('end = "1G"', 'end = "1G"\nsize = 3', "ab.toml:18: [op.0] size: unknown key"),
+        ('args = ["--redop", "max"]', "argz = 1", "ab.toml:22: [op.1] argz: unknown key"),
+        ('backends = ["nccl", "mpi"]', 'backends = ["ucx"]', "ab.toml:25: [matrix] backends"),
+        ('pxn = ["on", "off"]', 'pxn = ["on"]', "ab.toml:29: [compare] pxn: ['on']: give"),
+        ('pxn = ["on", "off"]', "nodes = [1, 2]", "ab.toml:29: [compare] nodes: cannot change"),
+        ('pxn = ["on", "off"]', "nccl_x = [1, 2]", "ab.toml:29: [compare] nccl_x: unknown knob"),
         ("[matrix]", "[matrixx]", "ab.toml:24: [matrixx]: unknown table"),
-        ("name = \"ib-ar\"", "name = \"a b\"", "ab.toml:2: [sweep] name: 'a b': use letters"),
+        ('name = "ib-ar"', 'name = "a b"', "ab.toml:2: [sweep] name: 'a b': use letters"),
         ("repeats = 3", "repeats = 0", "ab.toml:3: [sweep] repeats: 0 is not an integer >= 1"),
     ],
 )

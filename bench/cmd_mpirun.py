@@ -10,6 +10,7 @@ so a rank sees the same settings under srun and under mpiexec.
 from __future__ import annotations
 
 import argparse
+import csv
 import pathlib
 import shlex
 import shutil
@@ -88,6 +89,29 @@ def machine_runs(places: list[tuple[int, int]]) -> list[tuple[int, int]]:
         if not rest and head * repeats == runs and len({n for n, _ in head}) == period:
             return head
     raise ValueError("this placement has no MPICH machinefile; use the Open MPI rankfile")
+
+
+def read_tsv(path: pathlib.Path) -> list[dict[str, str]]:
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh, delimiter="\t"))
+
+
+def rank_rows(step_dir: pathlib.Path) -> list[dict[str, str]]:
+    """The wrapper's placement rows of one step, by rank."""
+    rows = [row for p in step_dir.glob("rank-*.tsv") for row in read_tsv(p)]
+    return sorted(rows, key=lambda r: int(r["rank"]))
+
+
+def check_table(rows: list[dict[str, str]], num_ranks: int) -> str:
+    """'' if ranks 0..num_ranks-1 each appear once with distinct (node, local rank); else why."""
+    ranks = [int(r["rank"]) for r in rows]
+    if sorted(ranks) != list(range(num_ranks)):
+        missing = sorted(set(range(num_ranks)) - set(ranks))
+        return f"expected ranks 0..{num_ranks - 1}, got {len(rows)} (missing {missing})"
+    places = {(r["node_name"], r["local_rank"]) for r in rows}
+    if len(places) != len(rows):
+        return "two ranks share one (node, local rank); check --ntasks-per-node and srun"
+    return ""
 
 
 def gen(args: argparse.Namespace) -> int:

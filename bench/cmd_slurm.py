@@ -26,7 +26,15 @@ from typing import Any
 import jinja2
 
 from bench import sweep as sweep_mod
-from bench.cmd_mpirun import SRUN_DISTRIBUTION, WRAPPER, placement, write_env_files
+from bench.cmd_mpirun import (
+    SRUN_DISTRIBUTION,
+    WRAPPER,
+    check_table,
+    placement,
+    rank_rows,
+    read_tsv,
+    write_env_files,
+)
 from bench.errors import UsageError
 from results.schema import Header, SchemaError, parse_line
 
@@ -241,29 +249,6 @@ def cmd_gen(args: argparse.Namespace) -> int:
     return 0
 
 
-def read_tsv(path: pathlib.Path) -> list[dict[str, str]]:
-    with path.open(newline="") as fh:
-        return list(csv.DictReader(fh, delimiter="\t"))
-
-
-def rank_rows(step_dir: pathlib.Path) -> list[dict[str, str]]:
-    """The wrapper's placement rows of one step, by rank."""
-    rows = [row for p in step_dir.glob("rank-*.tsv") for row in read_tsv(p)]
-    return sorted(rows, key=lambda r: int(r["rank"]))
-
-
-def check_table(rows: list[dict[str, str]], num_ranks: int) -> str:
-    """'' if ranks 0..num_ranks-1 each appear once with distinct (node, local rank); else why."""
-    ranks = [int(r["rank"]) for r in rows]
-    if sorted(ranks) != list(range(num_ranks)):
-        missing = sorted(set(range(num_ranks)) - set(ranks))
-        return f"expected ranks 0..{num_ranks - 1}, got {len(rows)} (missing {missing})"
-    places = {(r["node_name"], r["local_rank"]) for r in rows}
-    if len(places) != len(rows):
-        return "two ranks share one (node, local rank); check --ntasks-per-node and srun"
-    return ""
-
-
 def cmd_table(args: argparse.Namespace) -> int:
     rows = rank_rows(pathlib.Path(args.step_dir))
     cols = ("rank", "node_id", "node_name", "host", "local_rank", "gpu", "nic")
@@ -331,11 +316,10 @@ def collect_step(out: pathlib.Path, step: dict[str, Any], plan: dict[str, Any]) 
     status = read_tsv(step_dir / "status.tsv")[0]
     info.update({k: status[k] for k in ("rc", "start_s", "job_id")})
     result = out / "results" / f"{step['id']}.jsonl"
-    if status["rc"] != "0" or not result.exists():
-        info.update(
-            state="failed",
-            why=f"exit status {status['rc']}" + ("" if result.exists() else ", no result file"),
-        )
+    ok = status["rc"] == "0"
+    info.update(state="ok" if ok else "failed", why="" if ok else f"exit status {status['rc']}")
+    if not result.exists():
+        info.update(state="failed", why=f"{info['why'] or 'exit status 0'}, no result file")
         return info
     lines = result.read_text().splitlines(keepends=True)
     try:
@@ -343,8 +327,8 @@ def collect_step(out: pathlib.Path, step: dict[str, Any], plan: dict[str, Any]) 
     except (SchemaError, IndexError) as exc:
         info.update(state="failed", why=f"unreadable result {result}: {exc}")
         return info
+    # a failed step's file keeps what it measured before failing: collect that too
     (out / "collected" / result.name).write_text(head + "".join(lines[1:]))
-    info.update(state="ok", why="")
     return info
 
 
@@ -382,6 +366,9 @@ def cmd_collect(args: argparse.Namespace) -> int:
                 f"array task {shape}/{task} (job {','.join(jobs)}): {len(bad)} of "
                 f"{len(group)} steps not ok; see {out}/logs/"
             )
+            for status in sorted(out.glob(f"steps/preflight-{shape}-t{task}*/status.tsv")):
+                if read_tsv(status)[0]["rc"] != "0":
+                    print(f"  preflight step {status.parent.name} failed: no timed step ran")
             for i in bad:
                 print(f"  {i['id']}: {i['state']} ({i['why']})")
     return 0 if num_ok == len(infos) else 1

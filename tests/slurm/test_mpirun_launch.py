@@ -16,8 +16,7 @@ import sys
 
 import pytest
 
-from bench.cmd_mpirun import placement, rank_env
-from bench.cmd_slurm import rank_rows
+from bench.cmd_mpirun import placement, rank_env, rank_rows
 from results.schema import Header, Record, parse_line
 from tests.slurm.conftest import ROOT
 

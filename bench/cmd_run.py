@@ -125,11 +125,29 @@ def register(sub: Any) -> None:
     xg.add_argument("--generator", default="uniform", help=f"alltoallv: {', '.join(GENERATORS)}")
     xg.add_argument("--skew", type=float, default=1.1, help="alltoallv zipf/distance exponent")
     xg.add_argument("--codec", default="none", help="compress payloads with this codec")
+    moe = _moe_options()
+    if moe is not None:
+        moe.add_moe_arguments(p)
     p.set_defaults(func=run_command)
+
+
+def _moe_options() -> Any:
+    """bench.moe_options when this build has MoE ops (adds their flags and op kwargs)."""
+    try:
+        from bench import moe_options
+    except ImportError:
+        return None
+    return moe_options
 
 
 # ---- validation (before any process starts) ---------------------------------------------
 def resolve_sizes(args: argparse.Namespace) -> list[int]:
+    """Sweep points: bytes (-b/-e/-f/-i), or token counts for MoE ops."""
+    if ops_registry.op_class(args.op).size_unit == "tokens":
+        moe = _moe_options()
+        if moe is not None and hasattr(moe, "token_sweep"):
+            return list(moe.token_sweep(args))
+        return [int(args.num_tokens)]
     begin = parse_size(args.minbytes, "-b")
     end = parse_size(args.maxbytes, "-e")
     step = parse_size(args.stepbytes, "-i") if args.stepbytes is not None else None
@@ -174,6 +192,9 @@ def op_options(args: argparse.Namespace, world: int, local_world: int) -> dict[s
         opts["redop"] = args.redop
     if args.op == "pingpong":
         opts["pair"] = resolve_pair(args.pair, world, local_world)
+    moe = _moe_options()
+    if moe is not None and ops_registry.op_class(args.op).size_unit == "tokens":
+        opts.update(moe.moe_op_kwargs(args))
     if args.op == "alltoallv":
         opts["generator"], opts["skew"] = args.generator, args.skew
         if args.matrix:
@@ -241,6 +262,10 @@ def resolved_config(args: argparse.Namespace, sizes: list[int]) -> dict[str, Any
 
 # ---- the command ------------------------------------------------------------------------
 def run_command(args: argparse.Namespace) -> int:
+    try:
+        ops_registry.op_class(args.op)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     sizes = resolve_sizes(args)
     timing = resolve_timing(args)
     try:
@@ -254,6 +279,15 @@ def run_command(args: argparse.Namespace) -> int:
     if args.np is not None and "RANK" not in spawn.os.environ and not _launched():
         if args.np < 1:
             raise UsageError(f"--np {args.np} must be at least 1")
+        # Catch mistakes once, here, instead of once per spawned rank.
+        local_world = args.gpus_per_node or args.np
+        if args.np % local_world:
+            raise UsageError(f"--gpus-per-node {local_world} does not divide --np {args.np}")
+        _validate_point_sizes(build_op(args, args.np, local_world), sizes, args.datatype, args.np)
+        if args.output and pathlib.Path(args.output).exists() and not args.overwrite:
+            raise UsageError(
+                f"results file {args.output} exists; choose another -o or pass --overwrite"
+            )
         return spawn.run_local(_child_argv(sys.argv[1:]), args.np, args.backend, args.timeout)
     records = execute(args, sizes, timing)
     return 1 if any(r.num_wrong > 0 for r in records) else 0

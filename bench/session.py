@@ -31,6 +31,9 @@ from results.schema import Header
 
 def default_backend() -> str:
     """nccl (CuPy) when a GPU and CuPy are there, torch-nccl with a GPU only, else gloo."""
+    gpus = pathlib.Path("/proc/driver/nvidia/gpus")
+    if not (gpus.is_dir() and any(gpus.iterdir())):
+        return "gloo"  # no NVIDIA driver: skip importing torch just to learn that
     try:
         import torch
 
@@ -89,7 +92,8 @@ class Session:
         self.writer: ResultWriter | None = None
         self.dog = Watchdog(timeout_s, self.detected.rank, on_fire=self._on_timeout)
         try:
-            with self.dog.guard(f"starting backend {backend}"):
+            # start-up imports libraries and waits for late ranks: allow it more time
+            with self.dog.guard(f"starting backend {backend}", max(timeout_s, 120.0)):
                 self.comm: Comm = backends.create(backend, self.launch)
         except BackendUnavailable as exc:
             self.dog.close()

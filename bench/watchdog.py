@@ -34,16 +34,17 @@ class Watchdog:
         self._on_fire = on_fire
         self._exit = exit
         self._lock = threading.Condition()
-        self._stack: list[tuple[str, float]] = []
+        self._stack: list[tuple[str, float, float]] = []
         self._closed = False
         self._thread = threading.Thread(target=self._watch, name="epbench-watchdog", daemon=True)
         self._thread.start()
 
     @contextlib.contextmanager
     def guard(self, what: str, timeout_s: float | None = None) -> Iterator[None]:
-        deadline = time.monotonic() + (timeout_s or self.timeout_s)
+        limit_s = timeout_s or self.timeout_s
+        deadline = time.monotonic() + limit_s
         with self._lock:
-            self._stack.append((what, deadline))
+            self._stack.append((what, deadline, limit_s))
             self._lock.notify()
         try:
             yield
@@ -64,17 +65,17 @@ class Watchdog:
                 if not self._stack:
                     self._lock.wait()
                     continue
-                _, deadline = min(self._stack, key=lambda item: item[1])
+                what, deadline, limit_s = min(self._stack, key=lambda item: item[1])
                 remaining = deadline - time.monotonic()
                 if remaining > 0:
                     self._lock.wait(timeout=remaining)
                     continue
-                self._fire(self._stack[-1][0])
+                self._fire(what, limit_s)
                 return
 
-    def _fire(self, what: str) -> None:
+    def _fire(self, what: str, limit_s: float) -> None:
         message = (
-            f"rank {self.rank}: {what} did not finish within {self.timeout_s:g} s; "
+            f"rank {self.rank}: {what} did not finish within {limit_s:g} s; "
             "a peer rank is hung, dead or skipped this call (raise -T if it is just slow)"
         )
         try:

@@ -46,6 +46,10 @@ _REDOPS = {
     "avg": dist.ReduceOp.AVG,
 }
 
+# torch 2.10+ renamed the tensor forms; older releases only have the *_tensor names.
+_ALL_GATHER = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
+_REDUCE_SCATTER = getattr(dist, "reduce_scatter_single", None) or dist.reduce_scatter_tensor
+
 
 class HostTimer:
     """Host perf_counter around blocking calls (CPU backends)."""
@@ -192,7 +196,7 @@ class TorchComm:
 
     def reduce_scatter(self, out: torch.Tensor, inp: torch.Tensor, op: str = "sum") -> None:
         with self._ctx():
-            dist.reduce_scatter_tensor(out, inp, op=_REDOPS[op], group=self._group)
+            _REDUCE_SCATTER(out, inp, op=_REDOPS[op], group=self._group)
 
     def send(self, buf: torch.Tensor, peer: int) -> None:
         with self._ctx():

@@ -13,7 +13,8 @@ import sys
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+from tests.conftest import ROOT, cli_env
+
 RECIPE = ROOT / "slurm" / "local-cluster.sh"
 NUM_NODES = 2
 
@@ -52,11 +53,8 @@ def _base_port() -> int:
 
 
 def _env(conf: pathlib.Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env["SLURM_CONF"] = str(conf)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    env["PATH"] = os.pathsep.join([str(pathlib.Path(sys.executable).parent), env["PATH"]])
-    return env
+    bin_dir = str(pathlib.Path(sys.executable).parent)
+    return cli_env({"SLURM_CONF": str(conf), "PATH": bin_dir + os.pathsep + os.environ["PATH"]})
 
 
 @pytest.fixture(scope="session")

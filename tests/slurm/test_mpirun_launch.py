@@ -8,9 +8,7 @@ and which NIC its env file gave it. Then the runner itself runs from the same fi
 from __future__ import annotations
 
 import importlib.util
-import os
 import pathlib
-import shutil
 import subprocess
 import sys
 
@@ -18,7 +16,7 @@ import pytest
 
 from bench.cmd_mpirun import placement, rank_env, rank_rows
 from results.schema import Header, Record, parse_line
-from tests.slurm.conftest import ROOT
+from tests.conftest import cli_env, mpiexec, run_cli
 
 pytestmark = [pytest.mark.mpi, pytest.mark.timeout(180)]
 HOSTS = ("nodeA", "nodeB")
@@ -26,10 +24,8 @@ NICS = ("mlx5_0", "mlx5_1")
 
 
 @pytest.fixture(scope="module")
-def mpiexec() -> str:
-    path = shutil.which(
-        "mpiexec", path=f"{pathlib.Path(sys.executable).parent}:{os.environ['PATH']}"
-    )
+def hydra() -> str:
+    path = mpiexec()
     if path is None:
         pytest.skip("mpiexec not installed (the mpich extra provides it)")
     version = subprocess.run([path, "--version"], capture_output=True, text=True, check=False)
@@ -53,23 +49,14 @@ def _gen(out: pathlib.Path, rank_map: str) -> None:
         "-o",
         str(out),
     ]
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench", *argv],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    proc = run_cli(argv, out.parent, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "mpiexec -f" in proc.stdout and "mpirun --rankfile" in proc.stdout
 
 
-def _launch(mpiexec: str, out: pathlib.Path, *command: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+def _launch(hydra: str, out: pathlib.Path, *command: str) -> subprocess.CompletedProcess:
     cmd = [
-        mpiexec,
+        hydra,
         "-launcher",
         "fork",
         "-f",
@@ -85,13 +72,15 @@ def _launch(mpiexec: str, out: pathlib.Path, *command: str) -> subprocess.Comple
         "--",
         *command,
     ]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, check=False, timeout=150)
+    return subprocess.run(
+        cmd, env=cli_env(), capture_output=True, text=True, check=False, timeout=150
+    )
 
 
 @pytest.mark.parametrize("rank_map", ["block", "cyclic", "misaligned"])
-def test_machinefile_places_ranks_as_the_map_says(mpiexec, tmp_path, rank_map):
+def test_machinefile_places_ranks_as_the_map_says(hydra, tmp_path, rank_map):
     _gen(tmp_path, rank_map)
-    proc = _launch(mpiexec, tmp_path, "true")
+    proc = _launch(hydra, tmp_path, "true")
     assert proc.returncode == 0, proc.stderr
     rows = rank_rows(tmp_path / "ranks")
     expected = [
@@ -101,13 +90,13 @@ def test_machinefile_places_ranks_as_the_map_says(mpiexec, tmp_path, rank_map):
     assert [(r["rank"], r["node_name"], r["local_rank"], r["nic"]) for r in rows] == expected
 
 
-def test_runner_runs_from_the_generated_machinefile(mpiexec, tmp_path):
+def test_runner_runs_from_the_generated_machinefile(hydra, tmp_path):
     _gen(tmp_path, "block")
     has_mpi = importlib.util.find_spec("collectives.backends.mpi") is not None
     backend = "mpi" if has_mpi else "gloo"
     result = tmp_path / "out.jsonl"
     proc = _launch(
-        mpiexec,
+        hydra,
         tmp_path,
         sys.executable,
         "-m",

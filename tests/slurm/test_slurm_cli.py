@@ -3,14 +3,12 @@ partition check against the real local cluster."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 
 import pytest
 
-from tests.slurm.conftest import ROOT
+from tests.conftest import ROOT, run_cli
 
 SPEC = """\
 [sweep]
@@ -42,10 +40,7 @@ pxn = ["on", "off"]
 
 
 def _epbench(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    env = dict(env or os.environ)
-    env["PYTHONPATH"] = str(ROOT)
-    cmd = [sys.executable, "-m", "bench", *argv]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, check=False)
+    return run_cli(argv, ROOT, timeout=60, env=env)
 
 
 def _one_line_error(proc: subprocess.CompletedProcess, text: str) -> None:
@@ -112,7 +107,7 @@ def test_missing_spec_and_foreign_folder(tmp_path):
 
 def test_submit_without_slurm_says_so(tmp_path):
     (tmp_path / "t.toml").write_text(SPEC)
-    env = dict(os.environ, PATH=str(tmp_path / "empty"))
+    env = {"PATH": str(tmp_path / "empty")}
     proc = _epbench(
         "slurm", "gen", str(tmp_path / "t.toml"), "-o", str(tmp_path), "--submit", env=env
     )
@@ -137,7 +132,7 @@ def test_submit_refuses_more_than_the_partition_has(slurm_cluster, tmp_path, nod
         "gpus_per_node = 2", f"gpus_per_node = {tasks}"
     )
     (tmp_path / "t.toml").write_text(text)
-    env = dict(slurm_cluster.env)
+    env = {"SLURM_CONF": slurm_cluster.env["SLURM_CONF"]}
     proc = _epbench(
         "slurm", "gen", str(tmp_path / "t.toml"), "-o", str(tmp_path), "--submit", env=env
     )

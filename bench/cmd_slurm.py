@@ -14,6 +14,7 @@ import argparse
 import csv
 import dataclasses
 import datetime
+import functools
 import json
 import pathlib
 import secrets
@@ -60,11 +61,25 @@ def step_command(spec: sweep_mod.Sweep, step: sweep_mod.Step, result: pathlib.Pa
     cmd += ["--gpus-per-node", str(step.gpus_per_node), *step.op.args]
     if step.codec != "none":
         cmd += ["--codec", step.codec]
-    if step.rank_map != "block":
+    if step.rank_map != "block" and runner_accepts(spec, "--rank-map"):
         cmd += ["--rank-map", step.rank_map]
-    if "topology" in spec.tags:
+    if "topology" in spec.tags and runner_accepts(spec, "--topology"):
         cmd += ["--topology", spec.tags["topology"]]
     return [*cmd, "-o", str(result)]
+
+
+@functools.cache
+def _run_parser_accepts(flag: str) -> bool:
+    from bench.cli import build_parser  # late: bench.cli imports this module
+
+    _, unknown = build_parser().parse_known_args(["run", "alltoall", flag, "x"])
+    return flag not in unknown
+
+
+def runner_accepts(spec: sweep_mod.Sweep, flag: str) -> bool:
+    """Whether the runner takes `flag`: a custom runner is trusted, `epbench run` is asked.
+    The rank map and topology always reach the results through `collect`'s metadata."""
+    return bool(spec.runner) or _run_parser_accepts(flag)
 
 
 def _mpi(spec: sweep_mod.Sweep, backend: str) -> str:

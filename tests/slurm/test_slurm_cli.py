@@ -8,6 +8,7 @@ import subprocess
 
 import pytest
 
+from bench.cmd_slurm import _run_parser_accepts
 from tests.conftest import ROOT, run_cli
 
 SPEC = """\
@@ -70,6 +71,8 @@ def test_gen_writes_scripts_that_pass_shellcheck(tmp_path):
     assert '--distribution="$distribution"' in text and "--gpu-bind=none" in text
     assert "run_step n2g2-b000-s0 pmi2 block" in text or "run_step n2g2-b000-s0 none" in text
     assert "--mpi=pmi2" not in text and " pmi2 cyclic cyclic-n2g2 " in text
+    assert "--backend nccl --gpus-per-node 2 --redop max --codec fp8 -o" in text
+    assert ("--topology deepseek-mpft" in text) == _run_parser_accepts("--topology")
     statics = [ROOT / "slurm" / "local-cluster.sh", ROOT / "slurm" / "epbench-rank.sh"]
     check = subprocess.run(
         ["shellcheck", "-s", "bash", *map(str, scripts + statics)],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import pathlib
 
 import pytest
 
@@ -132,3 +133,10 @@ def test_key_line_finds_keys_in_the_right_table():
     assert sweep.key_line(text, "op.0", "x") == 4
     assert sweep.key_line(text, "op.1", "x") == 7
     assert sweep.key_line(text, "op.1", "z") == 5  # absent key: the table's header line
+
+
+@pytest.mark.parametrize("name", ["ib-adaptive-routing.toml", "rank-map-alignment.toml"])
+def test_example_specs_parse(name):
+    path = pathlib.Path(__file__).resolve().parents[2] / "slurm" / "examples" / name
+    spec = sweep.parse(path.read_text(), str(path))
+    assert sweep.plan(spec, 1) and spec.knobs

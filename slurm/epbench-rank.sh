@@ -40,6 +40,7 @@ for knob in "${knobs[@]}"; do
 done
 
 mkdir -p "$step_dir"
+host=$(hostname)
 knob_list=$(
   IFS=,
   echo "${knobs[*]}"
@@ -47,8 +48,8 @@ knob_list=$(
 {
   printf 'rank\tlocal_rank\tnode_id\thost\tnode_name\tgpu\tcuda_visible\tnic\t'
   printf 'job_id\tstep_id\tstep_nodelist\tknobs\n'
-  printf '%s\t' "$rank" "$local_rank" "${SLURM_NODEID:--}" "$(hostname)" \
-    "${SLURMD_NODENAME:-${PMI_HOSTNAME:--}}" "$local_rank" "${CUDA_VISIBLE_DEVICES:-all}" \
+  printf '%s\t' "$rank" "$local_rank" "${SLURM_NODEID:--}" "$host" \
+    "${SLURMD_NODENAME:-${PMI_HOSTNAME:-$host}}" "$local_rank" "${CUDA_VISIBLE_DEVICES:-all}" \
     "${NCCL_IB_HCA:-${UCX_NET_DEVICES:--}}" "${SLURM_JOB_ID:--}" "${SLURM_STEP_ID:--}" \
     "${SLURM_STEP_NODELIST:--}"
   printf '%s\n' "${knob_list:--}"

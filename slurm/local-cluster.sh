@@ -12,6 +12,7 @@
 # Each node declares CPUS_PER_NODE CPUs (default 2) whatever the host has, so nodes share
 # the host's cores. Exits non-zero, naming the log to read, if the nodes do not come up.
 set -euo pipefail
+PATH="${PATH}:/usr/sbin:/usr/local/sbin" # the daemons live in sbin, off a plain user's PATH
 
 usage() {
   echo "usage: $0 start DIR [NUM_NODES] [BASE_PORT] [CPUS_PER_NODE] | stop DIR" >&2

@@ -59,7 +59,8 @@ def _env(conf: pathlib.Path) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def slurm_cluster(tmp_path_factory) -> Cluster:
-    if shutil.which("slurmctld") is None or shutil.which("slurmd") is None:
+    sbin = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin"])
+    if shutil.which("slurmctld", path=sbin) is None or shutil.which("slurmd", path=sbin) is None:
         pytest.skip("slurmctld/slurmd not installed (scripts/install-system-deps.sh adds them)")
     folder = tmp_path_factory.mktemp("slurm")
     start = [str(RECIPE), "start", str(folder), str(NUM_NODES), str(_base_port())]

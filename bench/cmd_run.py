@@ -121,7 +121,10 @@ def register(sub: Any) -> None:
     xg.add_argument(
         "--pair", default="same-node", help="pingpong ranks: same-node, cross-node, or A,B"
     )
-    xg.add_argument("--matrix", default=None, help="alltoallv N x N weight matrix file")
+    xg.add_argument("--matrix", default=None,
+                    help="alltoallv: nccl-tests N x N matrix file, bytes [src][dst]")
+    xg.add_argument("--matrix-scale", type=float, default=1.0,
+                    help="alltoallv: multiply matrix entries (nccl-tests MATRIX_SCALE)")
     xg.add_argument("--generator", default="uniform", help=f"alltoallv: {', '.join(GENERATORS)}")
     xg.add_argument("--skew", type=float, default=1.1, help="alltoallv zipf/distance exponent")
     xg.add_argument("--codec", default="none", help="compress payloads with this codec")
@@ -148,6 +151,8 @@ def resolve_sizes(args: argparse.Namespace) -> list[int]:
         if moe is not None and hasattr(moe, "token_sweep"):
             return list(moe.token_sweep(args))
         return [int(args.num_tokens)]
+    if args.op == "alltoallv" and args.matrix:
+        return [1]  # the matrix file gives every count: one point, as in nccl-tests
     begin = parse_size(args.minbytes, "-b")
     end = parse_size(args.maxbytes, "-e")
     step = parse_size(args.stepbytes, "-i") if args.stepbytes is not None else None
@@ -206,6 +211,7 @@ def op_options(args: argparse.Namespace, world: int, local_world: int) -> dict[s
             except ValueError as exc:
                 raise UsageError(str(exc)) from None
             opts["matrix_source"] = str(path)
+            opts["matrix_scale"] = args.matrix_scale
     return opts
 
 
@@ -315,10 +321,17 @@ def _child_argv(argv: Sequence[str]) -> list[str]:
     return out
 
 
+def _mpi_buffer(choice: str) -> str:
+    """`auto`: device arrays where a GPU is visible (CuPy, else torch), numpy otherwise."""
+    if choice != "auto":
+        return choice
+    return {"nccl": "cupy", "torch-nccl": "torch"}.get(default_backend(), "numpy")
+
+
 def _mpi_options(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "thread_level": args.mpi_thread_level,
-        "buffer": args.mpi_buffer,
+        "buffer": _mpi_buffer(args.mpi_buffer),
         "alignment_bytes": args.mpi_alignment,
         "persistent": args.mpi_persistent,
         "cuda_aware": args.cuda_aware,
@@ -331,7 +344,7 @@ def execute(args: argparse.Namespace, sizes: list[int], timing: Timing) -> list[
         backend=args.backend,
         timeout_s=args.timeout,
         gpus_per_node=args.gpus_per_node,
-        options=_mpi_options(args),
+        options=_mpi_options(args) if args.backend == "mpi" else {},
     )
     comm = session.comm
     if args.np is not None and args.np != comm.world:

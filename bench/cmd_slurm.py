@@ -1,0 +1,407 @@
+"""`epbench slurm gen|table|collect`: sbatch scripts for a sweep, their preflight, their results.
+
+`gen SPEC -o DIR` plans the sweep (bench/sweep.py) and renders one sbatch script per
+allocation shape from slurm/sweep.sbatch.j2, plus the per-rank wrapper and environment files;
+`--submit` hands them to sbatch. The scripts record each step's exit status and each rank's
+placement under DIR/steps/. `collect DIR` joins those with the results files into
+DIR/collected/ (metadata gains the sweep arm, job id, step id and node list) and reports
+every failed or missing step and array task without dropping the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import datetime
+import functools
+import json
+import pathlib
+import secrets
+import shlex
+import shutil
+import subprocess
+import sys
+from typing import Any
+
+import jinja2
+
+from bench import sweep as sweep_mod
+from bench.cmd_mpirun import (
+    SRUN_DISTRIBUTION,
+    WRAPPER,
+    check_table,
+    placement,
+    rank_rows,
+    read_tsv,
+    write_env_files,
+)
+from bench.errors import UsageError
+from results.schema import Header, SchemaError, parse_line
+
+TEMPLATES = WRAPPER.parent
+HELLO_ARGS = ("-b", "8", "-e", "8", "-n", "1", "-w", "1", "--blocks", "1")
+
+
+def _shape(nodes: int, gpus_per_node: int) -> str:
+    return f"n{nodes}g{gpus_per_node}"
+
+
+def _runner(spec: sweep_mod.Sweep) -> list[str]:
+    return list(spec.runner) or [sys.executable, "-m", "bench", "run"]
+
+
+def _quote(words: list[str]) -> str:
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def step_command(spec: sweep_mod.Sweep, step: sweep_mod.Step, result: pathlib.Path) -> list[str]:
+    """The runner command line of one step."""
+    cmd = [*_runner(spec), step.op.name, "--backend", step.backend]
+    cmd += ["--gpus-per-node", str(step.gpus_per_node), *step.op.args]
+    if step.codec != "none":
+        cmd += ["--codec", step.codec]
+    if step.rank_map != "block" and runner_accepts(spec, "--rank-map"):
+        cmd += ["--rank-map", step.rank_map]
+    if "topology" in spec.tags and runner_accepts(spec, "--topology"):
+        cmd += ["--topology", spec.tags["topology"]]
+    return [*cmd, "-o", str(result)]
+
+
+@functools.cache
+def _run_parser_accepts(flag: str) -> bool:
+    from bench.cli import build_parser  # late: bench.cli imports this module
+
+    _, unknown = build_parser().parse_known_args(["run", "alltoall", flag, "x"])
+    return flag not in unknown
+
+
+def runner_accepts(spec: sweep_mod.Sweep, flag: str) -> bool:
+    """Whether the runner takes `flag`: a custom runner is trusted, `epbench run` is asked.
+    The rank map and topology always reach the results through `collect`'s metadata."""
+    return bool(spec.runner) or _run_parser_accepts(flag)
+
+
+def _mpi(spec: sweep_mod.Sweep, backend: str) -> str:
+    return spec.mpi if backend in sweep_mod.MPI_BACKENDS else "none"
+
+
+def _step_view(spec, step: sweep_mod.Step, out: pathlib.Path) -> dict[str, Any]:
+    knobs = _quote([f"{k}={v}" for k, v in step.env.items()])
+    return {
+        "id": step.id,
+        "block": step.block,
+        "position": step.position,
+        "mpi": _mpi(spec, step.backend),
+        "distribution": SRUN_DISTRIBUTION[step.rank_map],
+        "env_dir": f"{step.rank_map}-{_shape(step.nodes, step.gpus_per_node)}",
+        "knobs": f"{knobs} " if knobs else "",
+        "command": _quote(step_command(spec, step, out / "results" / f"{step.id}.jsonl")),
+        "comment": f"{step.op.name} {step.backend} codec={step.codec} map={step.rank_map} "
+        f"arm={step.arm}",
+    }
+
+
+def _sbatch_options(spec: sweep_mod.Sweep) -> list[str]:
+    names = {"partition": "--partition", "account": "--account", "time_limit": "--time"}
+    options = [f"{names[k]}={v}" for k, v in spec.sbatch.items() if k in names]
+    return options + shlex.split(spec.sbatch.get("extra", ""))
+
+
+def render_job(spec, steps: list[sweep_mod.Step], out: pathlib.Path, seed: int) -> str:
+    """The sbatch script of one allocation shape (all steps share nodes and GPUs per node)."""
+    nodes, gpn = steps[0].nodes, steps[0].gpus_per_node
+    shape = _shape(nodes, gpn)
+    num_tasks = max(s.task for s in steps) + 1
+    tasks = [
+        {"index": t, "steps": [_step_view(spec, s, out) for s in steps if s.task == t]}
+        for t in range(num_tasks)
+    ]
+    hello_dir = "${sweep_dir}/steps/${id}-"
+    hello_args = ["--gpus-per-node", str(gpn), *HELLO_ARGS]
+    hellos = [
+        {
+            "backend": b,
+            "mpi": _mpi(spec, b),
+            "command": _quote([*_runner(spec), "allreduce", "--backend", b, *hello_args, "-o"])
+            + f' "{hello_dir}{b}/hello.jsonl"',
+        }
+        for b in dict.fromkeys(s.backend for s in steps)
+    ]
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    env.filters["q"] = lambda v: shlex.quote(str(v))
+    log = out / "logs" / (f"{shape}-%A_%a.out" if num_tasks > 1 else f"{shape}-%j.out")
+    return env.get_template("sweep.sbatch.j2").render(
+        job_name=f"epbench-{spec.name}-{shape}",
+        nodes=nodes,
+        gpus_per_node=gpn,
+        request_gpus=spec.request_gpus,
+        num_tasks=num_tasks,
+        sbatch_options=_sbatch_options(spec),
+        log_pattern=log,
+        spec=spec.path,
+        seed=seed,
+        shape=shape,
+        sweep_dir=out,
+        python=sys.executable,
+        srun_extra="--gpu-bind=none " if spec.request_gpus else "",
+        preflight_env=f"block-{shape}",
+        hellos=hellos,
+        tasks=tasks,
+    )
+
+
+def _load_spec(path: str) -> sweep_mod.Sweep:
+    try:
+        text = pathlib.Path(path).read_text()
+    except OSError as exc:
+        raise UsageError(f"cannot read sweep spec {path}: {exc.strerror}") from None
+    try:
+        return sweep_mod.parse(text, path)
+    except sweep_mod.SpecError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _step_record(step: sweep_mod.Step, spec: sweep_mod.Sweep) -> dict[str, Any]:
+    body = dataclasses.asdict(step)
+    body["op"] = step.op.name
+    body["op_args"] = list(step.op.args)
+    body["tags"] = spec.tags
+    return body
+
+
+def write_sweep(spec: sweep_mod.Sweep, out: pathlib.Path, seed: int) -> list[pathlib.Path]:
+    """Write scripts, wrapper, env files and plan.json under `out`; return the scripts."""
+    out = out.resolve()
+    steps = sweep_mod.plan(spec, seed)
+    for sub in ("jobs", "logs", "results", "steps", "env"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    shutil.copy(WRAPPER, out / "epbench-rank.sh")
+    scripts = []
+    for nodes in spec.nodes:
+        for gpn in spec.gpus_per_node:
+            shape = _shape(nodes, gpn)
+            for rank_map in {"block", *spec.rank_maps, *(s.rank_map for s in steps)}:
+                places = placement(rank_map, nodes, gpn)
+                write_env_files(out / "env" / f"{rank_map}-{shape}", places, rank_map, spec.nics)
+            mine = [s for s in steps if (s.nodes, s.gpus_per_node) == (nodes, gpn)]
+            script = out / "jobs" / f"{shape}.sbatch"
+            script.write_text(render_job(spec, mine, out, seed))
+            script.chmod(0o755)
+            scripts.append(script)
+    plan = {
+        "sweep": spec.name,
+        "spec": str(pathlib.Path(spec.path).resolve()),
+        "seed": seed,
+        "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "jobs": [str(s) for s in scripts],
+        "steps": [_step_record(s, spec) for s in steps],
+    }
+    (out / "plan.json").write_text(json.dumps(plan, indent=1, sort_keys=True))
+    return scripts
+
+
+def _run(cmd: list[str], what: str) -> str:
+    if shutil.which(cmd[0]) is None:
+        raise UsageError(
+            f"{cmd[0]} not found on PATH: {what} needs a Slurm client (run on a "
+            "login node, or install slurm-wlm)"
+        )
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode:
+        first = (proc.stderr.strip() or proc.stdout.strip() or "no message").splitlines()[0]
+        raise UsageError(f"{_quote(cmd)} failed: {first}")
+    return proc.stdout
+
+
+def check_capacity(spec: sweep_mod.Sweep) -> None:
+    """Refuse shapes the partition cannot hold (nodes, or tasks per node > CPUs per node)."""
+    cmd = ["sinfo", "-h", "-o", "%P %D %c"]
+    if "partition" in spec.sbatch:
+        cmd[1:1] = ["-p", spec.sbatch["partition"]]
+    rows = [line.split() for line in _run(cmd, "checking the partition").splitlines()]
+    rows = [r for r in rows if len(r) == 3 and ("partition" in spec.sbatch or r[0].endswith("*"))]
+    if not rows:
+        raise UsageError(
+            f"no partition {spec.sbatch.get('partition', '(default)')} in sinfo; "
+            "set [sweep] partition to one `sinfo` lists"
+        )
+    name, num_nodes, cpus = rows[0][0].rstrip("*"), int(rows[0][1]), int(rows[0][2].rstrip("+"))
+    for nodes in spec.nodes:
+        for gpn in spec.gpus_per_node:
+            if nodes > num_nodes or gpn > cpus:
+                raise UsageError(
+                    f"{spec.path}: {nodes} nodes x {gpn} tasks do not fit partition {name} "
+                    f"({num_nodes} nodes of {cpus} CPUs); lower [cluster] nodes/gpus_per_node"
+                )
+
+
+def submit(spec: sweep_mod.Sweep, scripts: list[pathlib.Path], out: pathlib.Path) -> dict:
+    check_capacity(spec)
+    jobs = {}
+    for script in scripts:
+        job_id = _run(["sbatch", "--parsable", str(script)], "--submit").strip().split(";")[0]
+        jobs[script.stem] = job_id
+        print(f"submitted {script.name} as job {job_id}")
+    (out / "jobs.json").write_text(json.dumps(jobs, indent=1))
+    return jobs
+
+
+def cmd_gen(args: argparse.Namespace) -> int:
+    spec = _load_spec(args.spec)
+    seed = args.seed if args.seed is not None else spec.seed
+    seed = seed if seed is not None else secrets.randbelow(2**31)
+    out = pathlib.Path(args.output)
+    scripts = write_sweep(spec, out, seed)
+    num_steps = len(json.loads((out / "plan.json").read_text())["steps"])
+    print(f"wrote {len(scripts)} sbatch script(s), {num_steps} steps, seed {seed}, to {out}")
+    if args.submit:
+        submit(spec, scripts, out.resolve())
+    return 0
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    rows = rank_rows(pathlib.Path(args.step_dir))
+    cols = ("rank", "node_id", "node_name", "host", "local_rank", "gpu", "nic")
+    print("  ".join(f"{c:>10}" for c in cols))
+    for row in rows:
+        print("  ".join(f"{row[c]:>10}" for c in cols))
+    problem = check_table(rows, args.ranks)
+    if problem:
+        raise UsageError(f"preflight table in {args.step_dir}: {problem}", exit_code=3)
+    return 0
+
+
+def _augment(
+    header_line: str,
+    step: dict[str, Any],
+    status: dict[str, str],
+    rows: list[dict[str, str]],
+    plan: dict[str, Any],
+) -> str:
+    """The result file's header with the sweep arm and the Slurm job/step/nodes added."""
+    header = parse_line(header_line)
+    if not isinstance(header, Header):
+        raise SchemaError("first line is not a header")
+    step_ids = sorted({r["step_id"] for r in rows})
+    meta = dict(header.metadata)
+    meta["sweep"] = {
+        "name": plan["sweep"],
+        "seed": plan["seed"],
+        "spec": plan["spec"],
+        **{k: step[k] for k in _STEP_KEYS},
+    }
+    meta["slurm"] = {
+        "job_id": status["job_id"],
+        "array_job_id": status["array_job_id"],
+        "array_task_id": status["array_task_id"],
+        "nodelist": status["nodelist"],
+        "step_id": step_ids[0] if len(step_ids) == 1 else ",".join(step_ids),
+        "ranks": [{k: r[k] for k in _RANK_KEYS} for r in rows],
+    }
+    return dataclasses.replace(header, metadata=meta).to_json() + "\n"
+
+
+_STEP_KEYS = ("id", "task", "block", "position", "repeat", "op", "backend", "codec")
+_STEP_KEYS += ("rank_map", "env", "arm", "tags")
+_RANK_KEYS = ("rank", "node_id", "node_name", "host", "local_rank", "gpu", "nic")
+
+
+def collect_step(out: pathlib.Path, step: dict[str, Any], plan: dict[str, Any]) -> dict:
+    """Copy one step's result into collected/ with metadata; return its state and facts."""
+    step_dir = out / "steps" / step["id"]
+    info = {
+        "id": step["id"],
+        "task": step["task"],
+        "block": step["block"],
+        "position": step["position"],
+        "arm": step["arm"],
+        "state": "missing",
+        "job_id": "",
+        "rc": "",
+        "start_s": "",
+        "why": "no status: never ran or killed",
+    }
+    if not (step_dir / "status.tsv").exists():
+        return info
+    status = read_tsv(step_dir / "status.tsv")[0]
+    info.update({k: status[k] for k in ("rc", "start_s", "job_id")})
+    result = out / "results" / f"{step['id']}.jsonl"
+    ok = status["rc"] == "0"
+    info.update(state="ok" if ok else "failed", why="" if ok else f"exit status {status['rc']}")
+    if not result.exists():
+        info.update(state="failed", why=f"{info['why'] or 'exit status 0'}, no result file")
+        return info
+    lines = result.read_text().splitlines(keepends=True)
+    try:
+        head = _augment(lines[0], step, status, rank_rows(step_dir), plan)
+    except (SchemaError, IndexError) as exc:
+        info.update(state="failed", why=f"unreadable result {result}: {exc}")
+        return info
+    # a failed step's file keeps what it measured before failing: collect that too
+    (out / "collected" / result.name).write_text(head + "".join(lines[1:]))
+    return info
+
+
+def collect(out: pathlib.Path) -> list[dict[str, Any]]:
+    """Collect every planned step of the sweep in `out`; write collected/steps.tsv."""
+    try:
+        plan = json.loads((out / "plan.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise UsageError(
+            f"{out}/plan.json unreadable ({exc}); is {out} a sweep folder "
+            "written by `epbench slurm gen`?"
+        ) from None
+    (out / "collected").mkdir(exist_ok=True)
+    infos = [collect_step(out, step, plan) for step in plan["steps"]]
+    with (out / "collected" / "steps.tsv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(infos[0]), delimiter="\t")
+        writer.writeheader()
+        writer.writerows(infos)
+    return infos
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    out = pathlib.Path(args.sweep_dir).resolve()
+    infos = collect(out)
+    num_ok = sum(i["state"] == "ok" for i in infos)
+    print(f"collected {num_ok} of {len(infos)} steps into {out}/collected")
+    tasks: dict[tuple[str, int], list[dict]] = {}
+    for info in infos:
+        tasks.setdefault((info["id"].split("-")[0], info["task"]), []).append(info)
+    for (shape, task), group in sorted(tasks.items()):
+        bad = [i for i in group if i["state"] != "ok"]
+        if bad:
+            jobs = sorted({i["job_id"] for i in group if i["job_id"]}) or ["none"]
+            print(
+                f"array task {shape}/{task} (job {','.join(jobs)}): {len(bad)} of "
+                f"{len(group)} steps not ok; see {out}/logs/"
+            )
+            for status in sorted(out.glob(f"steps/preflight-{shape}-t{task}*/status.tsv")):
+                if read_tsv(status)[0]["rc"] != "0":
+                    print(f"  preflight step {status.parent.name} failed: no timed step ran")
+            for i in bad:
+                print(f"  {i['id']}: {i['state']} ({i['why']})")
+    return 0 if num_ok == len(infos) else 1
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("slurm", help="sbatch scripts for a sweep; collect results")
+    sub = parser.add_subparsers(dest="slurm_command", metavar="ACTION", required=True)
+    p = sub.add_parser("gen", help="write sbatch scripts for a sweep spec (TOML)")
+    p.add_argument("spec", help="sweep spec (TOML); see docs/LAUNCHING.md")
+    p.add_argument("-o", "--output", required=True, help="sweep folder to write")
+    p.add_argument("--seed", type=int, default=None, help="block-order seed (default: spec's)")
+    p.add_argument("--submit", action="store_true", help="submit the scripts with sbatch")
+    p.set_defaults(func=cmd_gen)
+    p = sub.add_parser("table", help="check and print a step's host/rank/GPU/NIC table")
+    p.add_argument("step_dir")
+    p.add_argument("--ranks", type=int, required=True, help="expected number of ranks")
+    p.set_defaults(func=cmd_table)
+    p = sub.add_parser("collect", help="gather a sweep's results; report failed/missing tasks")
+    p.add_argument("sweep_dir")
+    p.set_defaults(func=cmd_collect)

@@ -1,0 +1,145 @@
+"""`epbench slurm` on bad input (one line each), shellcheck on every script it writes, and the
+partition check against the real local cluster."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from bench.cmd_slurm import _run_parser_accepts
+from tests.conftest import ROOT, run_cli
+
+SPEC = """\
+[sweep]
+name = "t"
+repeats = 2
+blocks_per_task = 1
+partition = "debug"
+time_limit = "00:10:00"
+sbatch = ["--exclusive", "--qos=normal"]
+
+[cluster]
+nodes = [1, 2]
+gpus_per_node = 2
+nics = ["mlx5_0", "mlx5_1"]
+topology = "deepseek-mpft"
+
+[[op]]
+name = "alltoall"
+args = ["--redop", "max"]
+
+[matrix]
+backends = ["nccl", "mpi", "gloo", "torch-nccl"]
+codecs = ["none", "fp8"]
+
+[compare]
+rank_map = ["plane-aligned", "misaligned", "cyclic"]
+pxn = ["on", "off"]
+"""
+
+
+def _epbench(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return run_cli(argv, ROOT, timeout=60, env=env)
+
+
+def _one_line_error(proc: subprocess.CompletedProcess, text: str) -> None:
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert text in proc.stderr, proc.stderr
+
+
+def test_gen_writes_scripts_that_pass_shellcheck(tmp_path):
+    if shutil.which("shellcheck") is None:
+        pytest.skip("shellcheck not installed (scripts/install-system-deps.sh adds it)")
+    (tmp_path / "t.toml").write_text(SPEC)
+    proc = _epbench("slurm", "gen", str(tmp_path / "t.toml"), "-o", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr
+    scripts = sorted((tmp_path / "out" / "jobs").glob("*.sbatch"))
+    assert [s.name for s in scripts] == ["n1g2.sbatch", "n2g2.sbatch"]
+    text = scripts[1].read_text()
+    for line in (
+        "#SBATCH --array=0-15",
+        "#SBATCH --gres=gpu:2",
+        "#SBATCH --partition=debug",
+        "#SBATCH --time=00:10:00",
+        "#SBATCH --exclusive",
+        "set -euo pipefail",
+    ):
+        assert line + "\n" in text
+    assert '--distribution="$distribution"' in text and "--gpu-bind=none" in text
+    assert "run_step n2g2-b000-s0 pmi2 block" in text or "run_step n2g2-b000-s0 none" in text
+    assert "--mpi=pmi2" not in text and " pmi2 cyclic cyclic-n2g2 " in text
+    assert "--backend nccl --gpus-per-node 2 --redop max --codec fp8 -o" in text
+    assert ("--topology deepseek-mpft" in text) == _run_parser_accepts("--topology")
+    statics = [ROOT / "slurm" / "local-cluster.sh", ROOT / "slurm" / "epbench-rank.sh"]
+    check = subprocess.run(
+        ["shellcheck", "-s", "bash", *map(str, scripts + statics)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert check.returncode == 0, check.stdout
+
+
+def test_misaligned_env_files_shift_the_nic_by_node(tmp_path):
+    (tmp_path / "t.toml").write_text(SPEC)
+    assert _epbench("slurm", "gen", str(tmp_path / "t.toml"), "-o", str(tmp_path)).returncode == 0
+    env = tmp_path / "env"
+    assert (env / "plane-aligned-n2g2" / "rank-2.env").read_text().startswith("NCCL_IB_HCA==mlx5_0")
+    assert (env / "misaligned-n2g2" / "rank-2.env").read_text().startswith("NCCL_IB_HCA==mlx5_1")
+    assert (env / "cyclic-n2g2" / "rank-1.env").read_text().startswith("NCCL_IB_HCA==mlx5_0")
+
+
+def test_unknown_key_is_one_line_naming_file_line_and_key(tmp_path):
+    spec = tmp_path / "bad.toml"
+    spec.write_text(SPEC.replace("gpus_per_node = 2", "gpus_per_nod = 2"))
+    proc = _epbench("slurm", "gen", str(spec), "-o", str(tmp_path / "out"))
+    _one_line_error(proc, f"{spec}:11: [cluster] gpus_per_nod: unknown key; known keys:")
+
+
+def test_missing_spec_and_foreign_folder(tmp_path):
+    _one_line_error(
+        _epbench("slurm", "gen", str(tmp_path / "no.toml"), "-o", str(tmp_path)),
+        "cannot read sweep spec",
+    )
+    _one_line_error(_epbench("slurm", "collect", str(tmp_path)), "plan.json unreadable")
+
+
+def test_submit_without_slurm_says_so(tmp_path):
+    (tmp_path / "t.toml").write_text(SPEC)
+    env = {"PATH": str(tmp_path / "empty")}
+    proc = _epbench(
+        "slurm", "gen", str(tmp_path / "t.toml"), "-o", str(tmp_path), "--submit", env=env
+    )
+    _one_line_error(proc, "sinfo not found on PATH")
+    assert (tmp_path / "jobs" / "n2g2.sbatch").exists()  # the scripts are still written
+
+
+def test_table_names_missing_ranks(tmp_path):
+    header = "rank\tlocal_rank\tnode_id\thost\tnode_name\tgpu\tcuda_visible\tnic\n"
+    for rank in (0, 1, 3):
+        (tmp_path / f"rank-{rank}.tsv").write_text(
+            header + f"{rank}\t{rank % 2}\t0\th\tn{rank // 2}\t0\tall\t-\n"
+        )
+    proc = _epbench("slurm", "table", str(tmp_path), "--ranks", "4")
+    assert proc.returncode == 3 and "missing [2]" in proc.stderr, proc.stderr
+
+
+@pytest.mark.slurm
+@pytest.mark.parametrize(("nodes", "tasks"), [(3, 2), (2, 3)])
+def test_submit_refuses_more_than_the_partition_has(slurm_cluster, tmp_path, nodes, tasks):
+    text = SPEC.replace("nodes = [1, 2]", f"nodes = {nodes}").replace(
+        "gpus_per_node = 2", f"gpus_per_node = {tasks}"
+    )
+    (tmp_path / "t.toml").write_text(text)
+    env = {"SLURM_CONF": slurm_cluster.env["SLURM_CONF"]}
+    proc = _epbench(
+        "slurm", "gen", str(tmp_path / "t.toml"), "-o", str(tmp_path), "--submit", env=env
+    )
+    _one_line_error(
+        proc, f"{nodes} nodes x {tasks} tasks do not fit partition debug (2 nodes of 2 CPUs)"
+    )
+    assert not (tmp_path / "jobs.json").exists()

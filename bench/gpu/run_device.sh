@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Check and time epbench on a GPU machine in one call, beside nccl-tests built there.
 #
-#   bash bench/gpu/run_device.sh PART...      PART: env nccltests core codecs moe
+#   bash bench/gpu/run_device.sh PART...   PART: env nccltests core probe codecs moe
 #
 # nccl-tests' source is expected, unpacked, in .device/nccl-tests (not part of the
 # repository). Logs and JSON go to $OUT (default /tmp/epbench-device). NVLink multicast
@@ -72,6 +72,11 @@ part_core() {
   section "nccl backend self-check"
   "${MPIRUN[@]}" python3 bench/gpu/nccl_backend_gpu.py ${WITH_MPI:-} \
     --out "$OUT/nccl-backend.json" 2>&1 | tail -40
+}
+
+part_probe() {
+  section "host vs device cost per small op"
+  "${MPIRUN[@]}" python3 bench/gpu/probe_overhead.py
 }
 
 part_codecs() {

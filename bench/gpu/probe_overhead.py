@@ -1,4 +1,3 @@
-# ruff: noqa: B023  (each lambda is called before its loop variables change)
 """Where does a small NCCL op's time go? Host issue cost vs device time, per layer.
 
     mpirun -np 2 python3 bench/gpu/probe_overhead.py
@@ -11,6 +10,7 @@ per call from events around the same 200 calls.
 
 from __future__ import annotations
 
+# ruff: noqa: B023 - each lambda is called before its loop variables change
 import os
 import pathlib
 import sys

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from bench import spawn
+from bench import links, spawn
 from bench.errors import UsageError
 from bench.output import TABLE_HEADER, ResultWriter, export, table_row
 from bench.runner import AGGREGATIONS, Fault, PointRunner, Timing
@@ -137,6 +137,7 @@ def register(sub: Any) -> None:
     moe = _moe_options()
     if moe is not None:
         moe.add_moe_arguments(p)
+    links.add_arguments(p)
     p.set_defaults(func=run_command)
 
 
@@ -374,14 +375,20 @@ def execute(args: argparse.Namespace, sizes: list[int], timing: Timing) -> list[
                 f"backend {args.backend} cannot reduce {args.datatype}; pick another -d "
                 "(float8 moves as bytes in alltoall/allgather/sendrecv)"
             )
+        model = links.LinkModel(args.topology, args.rank_map, comm.world) if args.topology else None
         config = resolved_config(args, sizes)
         facts = session.preflight(config)
         out = pathlib.Path(args.output) if args.output else default_output(args.op, args.backend)
         writer = session.open_results(
-            out, config=config, rank_facts=facts, argv=list(sys.argv), overwrite=args.overwrite
+            out,
+            config=config,
+            rank_facts=facts,
+            argv=list(sys.argv),
+            overwrite=args.overwrite,
+            extra=links.run_labels(args, model),
         )
         runner = PointRunner(comm, op, timing, session.dog, parse_fault(args.inject_fault))
-        records = _sweep(runner, sizes, args, writer)
+        records = _sweep(runner, sizes, args, writer, model)
         if writer is not None:
             _finish(writer.path, records, args.format)
         return records
@@ -410,22 +417,30 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _sweep(
-    runner: PointRunner, sizes: list[int], args: argparse.Namespace, writer: ResultWriter | None
+    runner: PointRunner,
+    sizes: list[int],
+    args: argparse.Namespace,
+    writer: ResultWriter | None,
+    model: links.LinkModel | None = None,
 ) -> list[Record]:
     comm = runner.comm
     printing = writer is not None
     if printing:
-        _print_banner(args, comm)
+        _print_banner(args, comm, model is not None)
     all_records: list[Record] = []
     with _progress(printing, len(sizes), args.op) as advance:
         for index, size in enumerate(sizes):
             records = runner.measure(size, index, args.datatype)
+            if model is not None and printing:
+                records = model.annotate(runner.op, size, args.datatype, comm.world, records)
             advance()
-            _emit(records, all_records, writer)
+            _emit(records, all_records, writer, model is not None)
     return all_records
 
 
-def _emit(records: list[Record], all_records: list[Record], writer: ResultWriter | None) -> None:
+def _emit(
+    records: list[Record], all_records: list[Record], writer: ResultWriter | None, bound: bool
+) -> None:
     """Keep a point's records; on rank 0 write them to disk and print the table row."""
     all_records.extend(records)
     if writer is None:
@@ -434,7 +449,7 @@ def _emit(records: list[Record], all_records: list[Record], writer: ResultWriter
         writer.record(rec)
     by_mode = {r.mode: r for r in records}
     summary = by_mode.get("graph") or by_mode.get("loop") or records[0]
-    print(table_row(summary, by_mode.get("per_iter")), flush=True)
+    print(table_row(summary, by_mode.get("per_iter"), bound), flush=True)
 
 
 @contextlib.contextmanager
@@ -451,7 +466,7 @@ def _progress(enabled: bool, total: int, op: str) -> Iterator[Callable[[], None]
         yield lambda: bar.advance(task)
 
 
-def _print_banner(args: argparse.Namespace, comm: Any) -> None:
+def _print_banner(args: argparse.Namespace, comm: Any, bound: bool = False) -> None:
     mode = "CUDA graph replay" if args.cudagraph else "back-to-back loop"
     print(
         f"# epbench {args.op}  backend {comm.backend}  ranks {comm.world}  "
@@ -461,7 +476,12 @@ def _print_banner(args: argparse.Namespace, comm: Any) -> None:
         f"# time/algbw/busbw: median over {args.blocks} blocks of {args.iters} ops, {mode}; "
         f"p50/p99: per-iteration samples, {args.average} over ranks; GB = 1e9 B"
     )
-    print(TABLE_HEADER, flush=True)
+    if bound:
+        print(
+            f"# bound(us): busiest link's bytes / its rate on --topology {args.topology} "
+            f"with --rank-map {args.rank_map} (a lower bound, no latency)"
+        )
+    print(TABLE_HEADER + (f" {'bound(us)':>10}" if bound else ""), flush=True)
 
 
 def _finish(path: pathlib.Path, records: list[Record], fmt: str) -> None:

@@ -117,7 +117,7 @@ TABLE_HEADER = (
 )
 
 
-def table_row(summary: Record, per_iter: Record | None) -> str:
+def table_row(summary: Record, per_iter: Record | None, with_bound: bool = False) -> str:
     """One nccl-tests style row: time/algbw/busbw from `summary` (loop or graph mode),
     p50/p99 from the per-iteration record."""
     st = stats_us(summary.times_s)
@@ -129,4 +129,5 @@ def table_row(summary: Record, per_iter: Record | None) -> str:
         f" {summary.size_bytes:>11} {summary.count:>11} {summary.dtype:>9} "
         f"{summary.redop:>6} {summary.root:>5} {st['median']:>10.2f} {algbw:>11.2f} "
         f"{algbw * summary.bus_factor:>11.2f} {wrong:>7} {pi['p50']:>10.2f} {pi['p99']:>10.2f}"
+        + (f" {summary.extra.get('link_bound_s', float('nan')) * 1e6:>10.2f}" if with_bound else "")
     )

@@ -13,11 +13,9 @@ import argparse
 import dataclasses
 from typing import Any
 
-from bench.cmd_topo import resolve_cluster, resolve_rank_map
 from bench.errors import UsageError
 from collectives.ops.base import Collective
 from results.schema import Record
-from topologies.loads import link_class_bytes, link_rate_bound_s
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -34,6 +32,9 @@ class LinkModel:
     """The declared cluster and rank map of a run."""
 
     def __init__(self, topology: str, rank_map: str, world: int) -> None:
+        # imported here: the topology model pulls in numba, which most runs never need
+        from bench.cmd_topo import resolve_cluster, resolve_rank_map
+
         self.cluster = resolve_cluster(topology)
         if world > self.cluster.num_gpus:
             raise UsageError(
@@ -47,6 +48,8 @@ class LinkModel:
         self, op: Collective, size: int, dtype: str, world: int, records: list[Record]
     ) -> list[Record]:
         """Records of one point with link-class bytes and the link-rate bound added."""
+        from topologies.loads import link_class_bytes, link_rate_bound_s
+
         try:
             matrix = op.traffic_matrix(size, dtype, world)
         except (NotImplementedError, ValueError):

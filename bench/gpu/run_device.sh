@@ -85,10 +85,12 @@ part_core() {
     section "epbench $op nccl (loop, per-iteration, graph)"
     "${MPIRUN[@]}" python3 -m bench run "$op" --backend nccl "${SIZES[@]}" -d bfloat16 \
       -n 20 -w 5 -G 20 -o "$OUT/epbench-$op-nccl.jsonl" --overwrite
+    [[ "${CORE_BACKENDS:-nccl torch-nccl}" == *torch-nccl* ]] || continue
     section "epbench $op torch-nccl"
     python3 -m bench run "$op" --backend torch-nccl --np "$NGPU" "${SIZES[@]}" -d bfloat16 \
       -n 20 -w 5 -G 20 -o "$OUT/epbench-$op-torch-nccl.jsonl" --overwrite
   done
+  [ -n "${SELF_CHECK:-}" ] || return 0
   section "nccl backend self-check"
   "${MPIRUN[@]}" python3 bench/gpu/nccl_backend_gpu.py ${WITH_MPI:-} \
     --out "$OUT/nccl-backend.json" 2>&1 | tail -40

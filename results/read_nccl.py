@@ -72,7 +72,7 @@ def read_text(
     source = str(path)
     default_op = op_hint or _op_from_name(path.name)
     runs: list[_TextRun] = [_TextRun(source, 0, default_op)]
-    with path.open(encoding="utf-8", errors="replace") as handle:
+    with path.open(encoding="utf-8-sig", errors="replace") as handle:
         for lineno, raw in enumerate(handle, 1):
             line = raw.rstrip("\n")
             cur = runs[-1]
@@ -210,7 +210,7 @@ def read_json(path: pathlib.Path, builder: FrameBuilder, problems: list[Problem]
     """Add the run of an nccl-tests `-J` JSON file to `builder`."""
     source = str(path)
     try:
-        doc = json.loads(path.read_text(encoding="utf-8", errors="replace"))
+        doc = json.loads(path.read_text(encoding="utf-8-sig", errors="replace"))
     except json.JSONDecodeError as exc:
         problems.append(
             Problem(

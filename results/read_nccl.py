@@ -144,10 +144,9 @@ def _comment(line: str, run: _TextRun) -> None:
                 "gpu": rm.group(7).strip(),
             }
         )
-    elif "i_min" in line:
-        run.block = 8
-    elif "cputime" in line:
-        run.time_kind = "cputime"
+    elif "busbw" in line and "size" in line:  # the column header line
+        run.block = 8 if "i_min" in line else 4
+        run.time_kind = "cputime" if "cputime" in line else "time"
     elif line.startswith("# Avg bus bandwidth"):
         run.meta["avg_busbw_gbps"] = line.split(":", 1)[1].split()[0]
     elif line.startswith("# Out of bounds values"):

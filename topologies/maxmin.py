@@ -5,9 +5,11 @@ fw[e] * rate[f] for e in fptr[f]:fptr[f+1] (fw of size 1 means every weight is 1
 weights come from symmetry-aggregated flows). Progressive filling
 raises every unfrozen flow's rate together until a link saturates, freezes the flows on it,
 and repeats; the result is the unique max-min fair allocation. `complete` recomputes it each
-time flows finish (optionally finishing together the flows whose completion times lie within
-`rel_tol` of the earliest, which bounds the number of recomputations). Compiled with numba;
-docs/PERFORMANCE.md ("Fabric model") states the model and its limits.
+time flows finish. `rel_tol` > 0 trades exactness for speed: links within that fraction of
+saturation freeze together (rates at most rel_tol low), and flows finishing before
+(1 + rel_tol) x the next completion time finish together (the others keep their rates until
+then), which bounds the number of recomputations by about log(T_last/T_first)/rel_tol.
+Compiled with numba; docs/PERFORMANCE.md ("Fabric model") states the model and its limits.
 """
 
 from __future__ import annotations
@@ -49,7 +51,15 @@ def _transpose(fptr: Any, flinks: Any, num_links: int) -> tuple[Any, Any]:
 
 @_jit
 def _fill(
-    fptr: Any, flinks: Any, fw: Any, lptr: Any, lflows: Any, cap: Any, active: Any, rate: Any
+    fptr: Any,
+    flinks: Any,
+    fw: Any,
+    lptr: Any,
+    lflows: Any,
+    cap: Any,
+    active: Any,
+    rate: Any,
+    rel_tol: float,
 ) -> None:
     """Max-min fair rates of active flows into `rate` (progressive filling)."""
     weighted = fw.size > 1
@@ -78,11 +88,14 @@ def _fill(
         if step == np.inf:
             break
         level += step
+        slack = rel_tol * level  # links within rel_tol of saturation freeze together
         for li in range(num_links):
             if wsum[li] > 1e-12:
                 remaining[li] -= step * wsum[li]
         for li in range(num_links):
-            if wsum[li] > 1e-12 and (li == best or remaining[li] <= 1e-9 * cap[li]):
+            if wsum[li] > 1e-12 and (
+                li == best or remaining[li] <= slack * wsum[li] + 1e-9 * cap[li]
+            ):
                 for k in range(lptr[li], lptr[li + 1]):
                     f = lflows[k]
                     if frozen[f]:
@@ -111,7 +124,7 @@ def _complete(
     now = 0.0
     events = 0
     while active.any():
-        _fill(fptr, flinks, fw, lptr, lflows, cap, active, rate)
+        _fill(fptr, flinks, fw, lptr, lflows, cap, active, rate, rel_tol)
         events += 1
         first = np.inf
         for f in range(num_flows):
@@ -119,7 +132,7 @@ def _complete(
                 t = remaining[f] / rate[f]
                 if t < first:
                     first = t
-        cut = first * (1.0 + rel_tol)
+        cut = (now + first) * (1.0 + rel_tol) - now
         step = first
         for f in range(num_flows):
             if active[f]:
@@ -163,7 +176,7 @@ def max_min_rates(
     lptr, lflows = _transpose(fptr, flinks, cap.size)
     num_flows = fptr.size - 1
     rate = np.zeros(num_flows)
-    _fill(fptr, flinks, fw, lptr, lflows, cap, np.ones(num_flows, dtype=np.bool_), rate)
+    _fill(fptr, flinks, fw, lptr, lflows, cap, np.ones(num_flows, dtype=np.bool_), rate, 0.0)
     return cast(FloatArray, rate)
 
 

@@ -8,7 +8,8 @@ and repeats; the result is the unique max-min fair allocation. `complete` recomp
 time flows finish. `rel_tol` > 0 trades exactness for speed: links within that fraction of
 saturation freeze together (rates at most rel_tol low), and flows finishing before
 (1 + rel_tol) x the next completion time finish together (the others keep their rates until
-then), which bounds the number of recomputations by about log(T_last/T_first)/rel_tol.
+then, and never in steps below rel_tol x the busiest link's drain time), which bounds the
+number of recomputations by about (T_last / T_link) / rel_tol.
 Compiled with numba; docs/PERFORMANCE.md ("Fabric model") states the model and its limits.
 """
 
@@ -113,7 +114,15 @@ def _fill(
 
 @_jit
 def _complete(
-    fptr: Any, flinks: Any, fw: Any, lptr: Any, lflows: Any, cap: Any, size: Any, rel_tol: float
+    fptr: Any,
+    flinks: Any,
+    fw: Any,
+    lptr: Any,
+    lflows: Any,
+    cap: Any,
+    size: Any,
+    rel_tol: float,
+    min_step: float,
 ) -> tuple[Any, int]:
     """Completion time of every flow; rates recomputed whenever flows finish."""
     num_flows = size.size
@@ -132,7 +141,7 @@ def _complete(
                 t = remaining[f] / rate[f]
                 if t < first:
                     first = t
-        cut = (now + first) * (1.0 + rel_tol) - now
+        cut = max((now + first) * (1.0 + rel_tol) - now, first + min_step)
         step = first
         for f in range(num_flows):
             if active[f]:
@@ -193,5 +202,12 @@ def completion_times(
     if rel_tol < 0:
         raise ValueError(f"rel_tol={rel_tol}; use >= 0")
     lptr, lflows = _transpose(fptr, flinks, cap.size)
-    finish, events = _complete(fptr, flinks, fw, lptr, lflows, cap, size_bytes, rel_tol)
+    # no flow can finish before the busiest link drains: batch completions in steps of
+    # rel_tol of that bound, so skewed sizes cannot force one recomputation per tiny flow
+    bound = (
+        float((link_bytes(fptr, flinks, fw, size_bytes, cap.size) / cap).max()) if cap.size else 0.0
+    )
+    finish, events = _complete(
+        fptr, flinks, fw, lptr, lflows, cap, size_bytes, rel_tol, rel_tol * bound
+    )
     return cast(FloatArray, finish), int(events)

@@ -125,6 +125,7 @@ def _records(
                 qps=args.qps,
                 seed=s,
                 rel_tol=args.rel_tol,
+                aggregate=args.aggregate,
             )
             for s in seeds
         ]
@@ -199,6 +200,10 @@ def register(subparsers: Any) -> None:
         default=0.01,
         help="merge rates/completions within this fraction (0: exact)",
     )
+    p.add_argument(
+        "--aggregate", choices=("auto", "flows"), default="auto",
+        help="auto: solve symmetric all-to-alls per orbit (exact); flows: one flow per pair",
+    )  # fmt: skip
     p.add_argument("--hidden", type=int, default=7168)
     p.add_argument("--topk", type=int, default=8)
     p.add_argument("--experts", type=int, default=256)

@@ -51,62 +51,75 @@ def _transpose(fptr: Any, flinks: Any, num_links: int) -> tuple[Any, Any]:
 
 
 @_jit
-def _fill(
-    fptr: Any,
-    flinks: Any,
-    fw: Any,
-    lptr: Any,
-    lflows: Any,
-    cap: Any,
-    active: Any,
-    rate: Any,
-    rel_tol: float,
-) -> None:
-    """Max-min fair rates of active flows into `rate` (progressive filling)."""
+def _link_weights(fptr: Any, flinks: Any, fw: Any, active: Any, num_links: int) -> Any:
+    """Sum of the weights of active flows on each link."""
     weighted = fw.size > 1
-    num_links = cap.size
     wsum = np.zeros(num_links)
     for f in range(fptr.size - 1):
         if active[f]:
             for e in range(fptr[f], fptr[f + 1]):
                 wsum[flinks[e]] += fw[e] if weighted else 1.0
+    return wsum
+
+
+@_jit
+def _next_step(wsum: Any, remaining: Any) -> tuple[float, int]:
+    """Smallest rate increase that saturates a link, and that link."""
+    step, best = np.inf, -1
+    for li in range(wsum.size):
+        if wsum[li] > 1e-12:
+            t = remaining[li] / wsum[li]
+            if t < step:
+                step, best = t, li
+    return step, best
+
+
+@_jit
+def _freeze_link(
+    li: int, level: float, lptr: Any, lflows: Any, fptr: Any, flinks: Any, fw: Any,
+    frozen: Any, rate: Any, wsum: Any,
+) -> int:  # fmt: skip
+    """Freeze the unfrozen flows on link li at `level`; return how many."""
+    weighted = fw.size > 1
+    count = 0
+    for k in range(lptr[li], lptr[li + 1]):
+        f = lflows[k]
+        if frozen[f]:
+            continue
+        frozen[f] = True
+        rate[f] = level
+        count += 1
+        for e in range(fptr[f], fptr[f + 1]):
+            wsum[flinks[e]] -= fw[e] if weighted else 1.0
+    wsum[li] = 0.0
+    return count
+
+
+@_jit
+def _fill(
+    fptr: Any, flinks: Any, fw: Any, lptr: Any, lflows: Any, cap: Any, active: Any, rate: Any,
+    rel_tol: float,
+) -> None:  # fmt: skip
+    """Max-min fair rates of active flows into `rate` (progressive filling)."""
+    wsum = _link_weights(fptr, flinks, fw, active, cap.size)
     remaining = cap.copy()
     frozen = ~active
-    left = 0
-    for f in range(active.size):
-        if active[f]:
-            left += 1
+    left = int(active.sum())
     level = 0.0
     while left > 0:
-        step = np.inf
-        best = -1
-        for li in range(num_links):
-            if wsum[li] > 1e-12:
-                t = remaining[li] / wsum[li]
-                if t < step:
-                    step = t
-                    best = li
-        if step == np.inf:
+        step, best = _next_step(wsum, remaining)
+        if best < 0:
             break
         level += step
         slack = rel_tol * level  # links within rel_tol of saturation freeze together
-        for li in range(num_links):
+        for li in range(cap.size):
             if wsum[li] > 1e-12:
                 remaining[li] -= step * wsum[li]
-        for li in range(num_links):
+        for li in range(cap.size):
             if wsum[li] > 1e-12 and (
                 li == best or remaining[li] <= slack * wsum[li] + 1e-9 * cap[li]
             ):
-                for k in range(lptr[li], lptr[li + 1]):
-                    f = lflows[k]
-                    if frozen[f]:
-                        continue
-                    frozen[f] = True
-                    rate[f] = level
-                    left -= 1
-                    for e in range(fptr[f], fptr[f + 1]):
-                        wsum[flinks[e]] -= fw[e] if weighted else 1.0
-                wsum[li] = 0.0
+                left -= _freeze_link(li, level, lptr, lflows, fptr, flinks, fw, frozen, rate, wsum)
     for f in range(active.size):
         if active[f] and not frozen[f]:
             rate[f] = np.inf  # a flow that crosses no link

@@ -268,6 +268,24 @@ def print_table(records: list[Record], console: Any, title: str = "predicted") -
     console.print(t)
 
 
+def print_compare(records: list[Record], console: Any) -> None:
+    """Side by side: predicted time of each cluster per (op, size), and its ratio to the first."""
+    from rich.table import Table
+
+    clusters = list(dict.fromkeys(r.extra["cluster"] for r in records))
+    points: dict[tuple[str, int], dict[str, float]] = {}
+    for r in records:
+        points.setdefault((r.op, r.size_bytes), {})[r.extra["cluster"]] = r.times_s[0]
+    t = Table(title=f"predicted time ratio to {clusters[0]}")
+    for col in ("op", "size", *clusters):
+        t.add_column(col, justify="left" if col == "op" else "right")
+    for (op, size), times in points.items():
+        base = times.get(clusters[0], 0.0)
+        cells = [f"{times[c] / base:.3f}" if base and c in times else "-" for c in clusters]
+        t.add_row(op, _human(size), *cells)
+    console.print(t)
+
+
 def _human(n: int) -> str:
     for unit, shift in (("G", 30), ("M", 20), ("K", 10)):
         if n >= 1 << shift and n % (1 << shift) == 0:
@@ -287,6 +305,8 @@ def run(args: argparse.Namespace) -> int:
     config = {k: v for k, v in vars(args).items() if k != "func"}
     write_results(out, records, config)
     print_table(records, console, title="predicted (fabric model, not measured)")
+    if args.compare:
+        print_compare(records, console)
     console.print(f"wrote {len(records)} predicted records to {out}")
     return 0
 
@@ -302,4 +322,5 @@ def demo(out_dir: pathlib.Path, console: Any) -> list[pathlib.Path]:
     path = pathlib.Path(out_dir) / "predicted-mpft-mrft-ib-roce.jsonl"
     write_results(path, records, {k: v for k, v in vars(args).items() if k != "func"})
     print_table(records, console, title="predicted: 2048-GPU all-to-all, MPFT vs MRFT, IB vs RoCE")
+    print_compare(records, console)
     return [path]

@@ -9,6 +9,7 @@ no schedule can beat: the busiest link's bytes over its rate (docs/PERFORMANCE.m
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -130,3 +131,18 @@ def link_rate_bound_s(cluster: Cluster, rank_map: RankMap, matrix: FloatArray) -
     """Lower bound on the time to move `matrix`: the busiest link's bytes over its rate,
     with ideal adaptive routing and the cluster's forwarding, no latency. Seconds."""
     return route_matrix(cluster, rank_map, matrix).bound_s
+
+
+def link_facts(cluster: Cluster, rank_map: RankMap, matrix: FloatArray) -> dict[str, Any]:
+    """What a measured op's record carries beside its time: bytes per link class, the
+    link-rate bound (s) and the busiest link, from one routing pass. All scale linearly with
+    the matrix, so one call per op at one size serves a whole sweep."""
+    loads = route_matrix(cluster, rank_map, matrix)
+    top = loads.bottlenecks(1)
+    return {
+        "link_class_bytes": loads.class_bytes,
+        "link_rate_bound_s": loads.bound_s,
+        "bottleneck_link": top[0][0] if top else "none",
+        "topology": cluster.name,
+        "rank_map": rank_map.name,
+    }

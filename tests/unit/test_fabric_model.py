@@ -182,7 +182,9 @@ def test_mpft_and_mrft_alltoall_within_two_percent(num_nodes: int) -> None:
 @pytest.mark.parametrize(
     ("link", "same_leaf_us", "cross_leaf_us"), [("ib", 2.8, 3.7), ("roce", 3.6, 5.6)]
 )
-def test_64_byte_latency_reproduces_table_5(link: str, same_leaf_us: float, cross_leaf_us: float) -> None:
+def test_64_byte_latency_reproduces_table_5(
+    link: str, same_leaf_us: float, cross_leaf_us: float
+) -> None:
     c = deepseek_mrft(num_nodes=64, scale_out=link)  # two 32-node leaf groups per rail
     rmap = make_rank_map(c, "block")
     for peer_node, want in ((1, same_leaf_us), (32, cross_leaf_us)):
@@ -202,3 +204,19 @@ def test_ecmp_measurably_worse_than_adaptive_under_alltoall() -> None:
     adaptive = simulate(c, rmap, u, routing="adaptive").transfer_s
     ecmp = [simulate(c, rmap, u, routing="ecmp", seed=s, rel_tol=0.01).transfer_s for s in range(4)]
     assert min(ecmp) > 1.03 * adaptive, (adaptive, ecmp)
+
+
+def test_link_facts_scale_linearly_with_the_matrix() -> None:
+    from topologies import link_facts
+
+    c = deepseek_mpft(num_nodes=2)
+    rmap = make_rank_map(c, "plane-aligned")
+    m = Uniform(world=16, bytes_per_pair=1e6).matrix()
+    one, ten = link_facts(c, rmap, m), link_facts(c, rmap, 10 * m)
+    assert ten["link_rate_bound_s"] == pytest.approx(10 * one["link_rate_bound_s"])
+    assert one["link_rate_bound_s"] == pytest.approx(8 * 1e6 / NIC_BPS)  # 8 peers per NIC
+    assert (
+        ten["link_class_bytes"]["forwarded_bytes"]
+        == 10 * one["link_class_bytes"]["forwarded_bytes"]
+    )
+    assert one["rank_map"] == "plane-aligned" and one["bottleneck_link"].startswith("nic-")

@@ -7,7 +7,6 @@ and which NIC its env file gave it. Then the runner itself runs from the same fi
 
 from __future__ import annotations
 
-import importlib.util
 import pathlib
 import subprocess
 import sys
@@ -92,8 +91,6 @@ def test_machinefile_places_ranks_as_the_map_says(hydra, tmp_path, rank_map):
 
 def test_runner_runs_from_the_generated_machinefile(hydra, tmp_path):
     _gen(tmp_path, "block")
-    has_mpi = importlib.util.find_spec("collectives.backends.mpi") is not None
-    backend = "mpi" if has_mpi else "gloo"
     result = tmp_path / "out.jsonl"
     proc = _launch(
         hydra,
@@ -104,7 +101,7 @@ def test_runner_runs_from_the_generated_machinefile(hydra, tmp_path):
         "run",
         "allreduce",
         "--backend",
-        backend,
+        "mpi",
         "--gpus-per-node",
         "2",
         "-b",

@@ -108,6 +108,25 @@ def _sbatch_options(spec: sweep_mod.Sweep) -> list[str]:
     return options + shlex.split(spec.sbatch.get("extra", ""))
 
 
+@functools.cache
+def _templates() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    env.filters["q"] = lambda v: shlex.quote(str(v))
+    return env
+
+
+def _hello_view(spec: sweep_mod.Sweep, backend: str, gpus_per_node: int) -> dict[str, str]:
+    """The preflight's 8-byte all-reduce on `backend`; its file goes beside the step's table."""
+    args = ["allreduce", "--backend", backend, "--gpus-per-node", str(gpus_per_node)]
+    command = _quote([*_runner(spec), *args, *HELLO_ARGS, "-o"])
+    path = f'"${{sweep_dir}}/steps/${{id}}-{backend}/hello.jsonl"'
+    return {"backend": backend, "mpi": _mpi(spec, backend), "command": f"{command} {path}"}
+
+
 def render_job(spec, steps: list[sweep_mod.Step], out: pathlib.Path, seed: int) -> str:
     """The sbatch script of one allocation shape (all steps share nodes and GPUs per node)."""
     nodes, gpn = steps[0].nodes, steps[0].gpus_per_node
@@ -117,25 +136,9 @@ def render_job(spec, steps: list[sweep_mod.Step], out: pathlib.Path, seed: int) 
         {"index": t, "steps": [_step_view(spec, s, out) for s in steps if s.task == t]}
         for t in range(num_tasks)
     ]
-    hello_dir = "${sweep_dir}/steps/${id}-"
-    hello_args = ["--gpus-per-node", str(gpn), *HELLO_ARGS]
-    hellos = [
-        {
-            "backend": b,
-            "mpi": _mpi(spec, b),
-            "command": _quote([*_runner(spec), "allreduce", "--backend", b, *hello_args, "-o"])
-            + f' "{hello_dir}{b}/hello.jsonl"',
-        }
-        for b in dict.fromkeys(s.backend for s in steps)
-    ]
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-    )
-    env.filters["q"] = lambda v: shlex.quote(str(v))
+    template = _templates().get_template("sweep.sbatch.j2")
     log = out / "logs" / (f"{shape}-%A_%a.out" if num_tasks > 1 else f"{shape}-%j.out")
-    return env.get_template("sweep.sbatch.j2").render(
+    return template.render(
         job_name=f"epbench-{spec.name}-{shape}",
         nodes=nodes,
         gpus_per_node=gpn,
@@ -150,7 +153,7 @@ def render_job(spec, steps: list[sweep_mod.Step], out: pathlib.Path, seed: int) 
         python=sys.executable,
         srun_extra="--gpu-bind=none " if spec.request_gpus else "",
         preflight_env=f"block-{shape}",
-        hellos=hellos,
+        hellos=[_hello_view(spec, b, gpn) for b in dict.fromkeys(s.backend for s in steps)],
         tasks=tasks,
     )
 
@@ -256,6 +259,11 @@ def cmd_gen(args: argparse.Namespace) -> int:
     seed = args.seed if args.seed is not None else spec.seed
     seed = seed if seed is not None else secrets.randbelow(2**31)
     out = pathlib.Path(args.output)
+    if (out / "plan.json").exists():
+        raise UsageError(
+            f"{out} already holds a sweep (plan.json); write to a new folder so that its "
+            "results are not mixed with this one's"
+        )
     scripts = write_sweep(spec, out, seed)
     num_steps = len(json.loads((out / "plan.json").read_text())["steps"])
     print(f"wrote {len(scripts)} sbatch script(s), {num_steps} steps, seed {seed}, to {out}")
@@ -365,11 +373,23 @@ def collect(out: pathlib.Path) -> list[dict[str, Any]]:
     return infos
 
 
+def _still_queued(out: pathlib.Path) -> list[str]:
+    """Jobs of this sweep (from --submit's jobs.json) that squeue still lists."""
+    if not (out / "jobs.json").exists() or shutil.which("squeue") is None:
+        return []
+    ids = ",".join(json.loads((out / "jobs.json").read_text()).values())
+    cmd = ["squeue", "-h", "-o", "%i", "-j", ids]
+    return subprocess.run(cmd, capture_output=True, text=True, check=False).stdout.split()
+
+
 def cmd_collect(args: argparse.Namespace) -> int:
     out = pathlib.Path(args.sweep_dir).resolve()
     infos = collect(out)
     num_ok = sum(i["state"] == "ok" for i in infos)
     print(f"collected {num_ok} of {len(infos)} steps into {out}/collected")
+    queued = _still_queued(out)
+    if queued:
+        print(f"jobs {' '.join(queued)} are still queued or running: collect again when done")
     tasks: dict[tuple[str, int], list[dict]] = {}
     for info in infos:
         tasks.setdefault((info["id"].split("-")[0], info["task"]), []).append(info)

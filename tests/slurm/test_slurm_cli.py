@@ -93,6 +93,13 @@ def test_misaligned_env_files_shift_the_nic_by_node(tmp_path):
     assert (env / "cyclic-n2g2" / "rank-1.env").read_text().startswith("NCCL_IB_HCA==mlx5_0")
 
 
+def test_gen_refuses_a_folder_that_holds_a_sweep(tmp_path):
+    (tmp_path / "t.toml").write_text(SPEC)
+    assert _epbench("slurm", "gen", str(tmp_path / "t.toml"), "-o", str(tmp_path)).returncode == 0
+    proc = _epbench("slurm", "gen", str(tmp_path / "t.toml"), "-o", str(tmp_path))
+    _one_line_error(proc, "already holds a sweep (plan.json)")
+
+
 def test_unknown_key_is_one_line_naming_file_line_and_key(tmp_path):
     spec = tmp_path / "bad.toml"
     spec.write_text(SPEC.replace("gpus_per_node = 2", "gpus_per_nod = 2"))

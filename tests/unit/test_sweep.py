@@ -107,6 +107,7 @@ def test_rank_map_can_be_compared():
         ("[matrix]", "[matrixx]", "ab.toml:24: [matrixx]: unknown table"),
         ('name = "ib-ar"', 'name = "a b"', "ab.toml:2: [sweep] name: 'a b': use letters"),
         ("repeats = 3", "repeats = 0", "ab.toml:3: [sweep] repeats: 0 is not an integer >= 1"),
+        ('fabric = "ib"', 'mpi = "pmi3"', "ab.toml:11: [cluster] mpi: 'pmi3': use an srun"),
     ],
 )
 def test_errors_name_file_line_and_key(old, new, message):

@@ -34,17 +34,26 @@ def placement(rank_map: str, num_nodes: int, gpus_per_node: int) -> list[tuple[i
     return [(rank // gpus_per_node, rank % gpus_per_node) for rank in range(world)]
 
 
-def rank_env(rank_map: str, node: int, local: int, nics: tuple[str, ...]) -> dict[str, str]:
-    """Environment of one rank: the NIC its rank map gives it (none when NICs are unknown).
+def rank_env(
+    rank_map: str, node: int, local: int, nics: tuple[str, ...], gpus_per_node: int
+) -> dict[str, str]:
+    """Environment of one rank: which physical GPU its local index means, and its NIC.
 
-    Aligned maps use the NIC of the rank's own plane (`nics[local]`); `misaligned` shifts
-    it by the node index, so ranks with the same local index sit on different planes.
+    Every GPU of the node stays visible and the rank takes device `local`. Aligned maps keep
+    the natural order, so local index i is GPU i on plane i (`nics[i]`). `misaligned` rotates
+    the visible order by the node index: local index i is GPU (i + node) mod G with that GPU's
+    NIC, so ranks with the same local index sit on different planes.
     """
-    if not nics:
-        return {}
-    shift = node if rank_map == "misaligned" else 0
-    nic = nics[(local + shift) % len(nics)]
-    return {"NCCL_IB_HCA": f"={nic}", "UCX_NET_DEVICES": f"{nic}:1"}
+    env: dict[str, str] = {}
+    gpu = local
+    if rank_map == "misaligned":
+        gpu = (local + node) % gpus_per_node
+        order = [(i + node) % gpus_per_node for i in range(gpus_per_node)]
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, order))
+    if nics:
+        nic = nics[gpu % len(nics)]
+        env.update(NCCL_IB_HCA=f"={nic}", UCX_NET_DEVICES=f"{nic}:1")
+    return env
 
 
 def write_env_files(
@@ -52,8 +61,9 @@ def write_env_files(
 ) -> None:
     """One `rank-R.env` per rank (shell-quoted NAME=VALUE lines) for the wrapper to source."""
     folder.mkdir(parents=True, exist_ok=True)
+    gpus_per_node = 1 + max(local for _, local in places)
     for rank, (node, local) in enumerate(places):
-        env = rank_env(rank_map, node, local, nics)
+        env = rank_env(rank_map, node, local, nics, gpus_per_node)
         lines = [f"{key}={shlex.quote(value)}\n" for key, value in sorted(env.items())]
         (folder / f"rank-{rank}.env").write_text("".join(lines))
 

@@ -121,15 +121,10 @@ def register(sub: Any) -> None:
     xg.add_argument(
         "--pair", default="same-node", help="pingpong ranks: same-node, cross-node, or A,B"
     )
-    xg.add_argument(
-        "--matrix", default=None, help="alltoallv: nccl-tests N x N matrix file, bytes [src][dst]"
-    )
-    xg.add_argument(
-        "--matrix-scale",
-        type=float,
-        default=1.0,
-        help="alltoallv: multiply matrix entries (nccl-tests MATRIX_SCALE)",
-    )
+    xg.add_argument("--matrix", default=None,
+                    help="alltoallv: nccl-tests N x N matrix file, bytes [src][dst]")
+    xg.add_argument("--matrix-scale", type=float, default=1.0,
+                    help="alltoallv: multiply matrix entries (nccl-tests MATRIX_SCALE)")
     xg.add_argument("--generator", default="uniform", help=f"alltoallv: {', '.join(GENERATORS)}")
     xg.add_argument("--skew", type=float, default=1.1, help="alltoallv zipf/distance exponent")
     xg.add_argument("--codec", default="none", help="compress payloads with this codec")

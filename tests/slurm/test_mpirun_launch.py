@@ -83,10 +83,18 @@ def test_machinefile_places_ranks_as_the_map_says(hydra, tmp_path, rank_map):
     assert proc.returncode == 0, proc.stderr
     rows = rank_rows(tmp_path / "ranks")
     expected = [
-        (str(rank), HOSTS[node], str(local), rank_env(rank_map, node, local, NICS)["NCCL_IB_HCA"])
+        (
+            str(rank),
+            HOSTS[node],
+            str(local),
+            str((local + node) % 2 if rank_map == "misaligned" else local),
+            rank_env(rank_map, node, local, NICS, 2)["NCCL_IB_HCA"],
+        )
         for rank, (node, local) in enumerate(placement(rank_map, 2, 2))
     ]
-    assert [(r["rank"], r["node_name"], r["local_rank"], r["nic"]) for r in rows] == expected
+    assert [
+        (r["rank"], r["node_name"], r["local_rank"], r["gpu"], r["nic"]) for r in rows
+    ] == expected
 
 
 def test_runner_runs_from_the_generated_machinefile(hydra, tmp_path):

@@ -3,6 +3,7 @@ partition check against the real local cluster."""
 
 from __future__ import annotations
 
+import pathlib
 import shutil
 import subprocess
 
@@ -84,13 +85,26 @@ def test_gen_writes_scripts_that_pass_shellcheck(tmp_path):
     assert check.returncode == 0, check.stdout
 
 
-def test_misaligned_env_files_shift_the_nic_by_node(tmp_path):
+def _env_file(path: pathlib.Path) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in path.read_text().splitlines())
+
+
+def test_env_files_follow_the_rank_map(tmp_path):
     (tmp_path / "t.toml").write_text(SPEC)
     assert _epbench("slurm", "gen", str(tmp_path / "t.toml"), "-o", str(tmp_path)).returncode == 0
     env = tmp_path / "env"
-    assert (env / "plane-aligned-n2g2" / "rank-2.env").read_text().startswith("NCCL_IB_HCA==mlx5_0")
-    assert (env / "misaligned-n2g2" / "rank-2.env").read_text().startswith("NCCL_IB_HCA==mlx5_1")
-    assert (env / "cyclic-n2g2" / "rank-1.env").read_text().startswith("NCCL_IB_HCA==mlx5_0")
+    # rank 2 = node 1, local 0: aligned uses GPU 0 and its NIC; misaligned rotates to GPU 1
+    assert _env_file(env / "plane-aligned-n2g2" / "rank-2.env") == {
+        "NCCL_IB_HCA": "=mlx5_0",
+        "UCX_NET_DEVICES": "mlx5_0:1",
+    }
+    assert _env_file(env / "misaligned-n2g2" / "rank-2.env") == {
+        "CUDA_VISIBLE_DEVICES": "1,0",
+        "NCCL_IB_HCA": "=mlx5_1",
+        "UCX_NET_DEVICES": "mlx5_1:1",
+    }
+    # cyclic: rank 1 is node 1, local 0
+    assert _env_file(env / "cyclic-n2g2" / "rank-1.env")["NCCL_IB_HCA"] == "=mlx5_0"
 
 
 def test_gen_refuses_a_folder_that_holds_a_sweep(tmp_path):

@@ -21,12 +21,18 @@ def test_every_placement_is_a_permutation_of_slots():
         assert sorted(places) == [(n, g) for n in range(4) for g in range(8)]
 
 
-def test_plane_aligned_uses_own_nic_and_misaligned_shifts_by_node():
+def test_plane_aligned_uses_own_nic_and_misaligned_rotates_gpus_by_node():
     nics = ("mlx5_0", "mlx5_1", "mlx5_2", "mlx5_3")
-    assert rank_env("plane-aligned", 3, 1, nics)["NCCL_IB_HCA"] == "=mlx5_1"
-    assert rank_env("misaligned", 0, 1, nics)["NCCL_IB_HCA"] == "=mlx5_1"
-    assert rank_env("misaligned", 3, 1, nics)["UCX_NET_DEVICES"] == "mlx5_0:1"
-    assert rank_env("block", 0, 0, ()) == {}
+    assert rank_env("plane-aligned", 3, 1, nics, 4) == {
+        "NCCL_IB_HCA": "=mlx5_1",
+        "UCX_NET_DEVICES": "mlx5_1:1",
+    }
+    assert rank_env("misaligned", 0, 1, nics, 4)["NCCL_IB_HCA"] == "=mlx5_1"
+    shifted = rank_env("misaligned", 3, 1, nics, 4)
+    # device 1 of the rotated order is physical GPU 0, whose NIC is mlx5_0
+    assert shifted["CUDA_VISIBLE_DEVICES"] == "3,0,1,2"
+    assert shifted["UCX_NET_DEVICES"] == "mlx5_0:1"
+    assert rank_env("block", 0, 0, (), 4) == {}
 
 
 def test_host_files_block():

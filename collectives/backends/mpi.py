@@ -21,15 +21,16 @@ import dataclasses
 import time
 import weakref
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from collectives.backends import buffers as bf
-from collectives.backends import mpi_setup
+from collectives.backends import calls, mpi_setup
 from collectives.backends.base import CommError, LaunchInfo, canonical_dtype
 
-Run = bf.Run
+Run = calls.Run
 
 
 class HostTimer:
@@ -69,7 +70,7 @@ class MpiComm:
         self._setup = setup
         self._mpi = setup.mpi
         self._alloc = alloc
-        self._plans = bf.Plans()
+        self._plans = calls.Plans()
         self._dtypes: dict[int, tuple[Any, str]] = {}
         self.rank, self.world = comm.Get_rank(), comm.Get_size()
         self.local_rank, self.local_world = place["local_rank"], place["local_world"]
@@ -137,7 +138,10 @@ class MpiComm:
         try:
             run()
         except self._mpi.Exception as exc:
-            raise CommError(f"MPI {key[0]} failed on rank {self.rank}: {exc}") from None
+            raise self._error(key, exc) from None
+
+    def _error(self, key: tuple[Any, ...], exc: Exception) -> CommError:
+        return CommError(f"MPI {key[0]} failed on rank {self.rank}: {exc}")
 
     def _plan(
         self,
@@ -164,13 +168,20 @@ class MpiComm:
         sc = None if send_counts is None else tuple(send_counts)
         rc = None if recv_counts is None else tuple(recv_counts)
         key = ("all_to_all", id(out), id(inp), sc, rc)
+        # hot path inlined (a function call is ~10% of a small Alltoall): see _call
+        entry = self._plans.entries.get(key)
+        if entry is not None and entry[0]() is out and entry[1]() is inp:
+            try:
+                return entry[2]()
+            except self._mpi.Exception as exc:
+                raise self._error(key, exc) from None
         self._call(key, out, inp, self._plan_all_to_all, out, inp, sc, rc)
 
     def _plan_all_to_all(self, out, inp, sc, rc):
         itemsize = bf.numpy_dtype(self._dtype(inp)).itemsize
         w_in, w_out = self._wire(inp, "in"), self._wire(out, "out")
-        s_lay = bf.all_to_all_layout(sc, self.world, w_in.nbytes, itemsize, "send")
-        r_lay = bf.all_to_all_layout(rc, self.world, w_out.nbytes, itemsize, "receive")
+        s_lay = calls.all_to_all_layout(sc, self.world, w_in.nbytes, itemsize, "send")
+        r_lay = calls.all_to_all_layout(rc, self.world, w_out.nbytes, itemsize, "receive")
         byte = self._mpi.BYTE
         if sc is None and rc is None:
             if s_lay.counts_bytes[0] > r_lay.counts_bytes[0]:
@@ -179,19 +190,25 @@ class MpiComm:
             r = [w_out.memory, s_lay.counts_bytes[0], byte]
             return self._plan(
                 [w_in, w_out],
-                lambda: self._comm.Alltoall(s, r),
+                partial(self._comm.Alltoall, s, r),
                 lambda: self._comm.Alltoall_init(s, r),
             )
         s = [w_in.memory, (s_lay.counts_bytes, s_lay.displs_bytes), byte]
         r = [w_out.memory, (r_lay.counts_bytes, r_lay.displs_bytes), byte]
         return self._plan(
             [w_in, w_out],
-            lambda: self._comm.Alltoallv(s, r),
+            partial(self._comm.Alltoallv, s, r),
             lambda: self._comm.Alltoallv_init(s, r),
         )
 
     def all_reduce(self, out, inp, op: str = "sum") -> None:
         key = ("all_reduce", id(out), id(inp), op)
+        entry = self._plans.entries.get(key)
+        if entry is not None and entry[0]() is out and entry[1]() is inp:
+            try:
+                return entry[2]()
+            except self._mpi.Exception as exc:
+                raise self._error(key, exc) from None
         self._call(key, out, inp, self._plan_reduce, out, inp, op, False)
 
     def reduce_scatter(self, out, inp, op: str = "sum") -> None:
@@ -205,7 +222,7 @@ class MpiComm:
         w_out = self._wire(out, "inout" if in_place else "out", how.host_compute)
         w_in = w_out if in_place else self._wire(inp, "in", how.host_compute)
         if scatter:
-            bf.check_multiple(w_out.nbytes, w_in.nbytes, self.world, "reduce_scatter")
+            calls.check_multiple(w_out.nbytes, w_in.nbytes, self.world, "reduce_scatter")
         elif w_in.nbytes != w_out.nbytes:
             raise ValueError(f"all_reduce: input {w_in.nbytes} B != output {w_out.nbytes} B")
         count = w_out.nbytes // how.itemsize
@@ -220,14 +237,14 @@ class MpiComm:
             s = [w_in.memory, count, how.datatype]  # mpi4py counts one block
             return self._plan(
                 [w_in, w_out],
-                lambda: c.Reduce_scatter_block(s, r, how.op),
+                partial(c.Reduce_scatter_block, s, r, how.op),
                 lambda: c.Reduce_scatter_block_init(s, r, how.op),
                 after,
             )
         s = self._mpi.IN_PLACE if in_place else [w_in.memory, count, how.datatype]
         return self._plan(
             [w_out] if in_place else [w_in, w_out],
-            lambda: c.Allreduce(s, r, how.op),
+            partial(c.Allreduce, s, r, how.op),
             lambda: c.Allreduce_init(s, r, how.op),
             after,
         )
@@ -237,20 +254,34 @@ class MpiComm:
 
     def _plan_gather(self, out, inp):
         w_in, w_out = self._wire(inp, "in"), self._wire(out, "out")
-        bf.check_multiple(w_in.nbytes, w_out.nbytes, self.world, "all_gather")
+        calls.check_multiple(w_in.nbytes, w_out.nbytes, self.world, "all_gather")
         s = [w_in.memory, w_in.nbytes, self._mpi.BYTE]
         r = [w_out.memory, w_in.nbytes, self._mpi.BYTE]
         return self._plan(
             [w_in, w_out],
-            lambda: self._comm.Allgather(s, r),
+            partial(self._comm.Allgather, s, r),
             lambda: self._comm.Allgather_init(s, r),
         )
 
     def send(self, buf, peer: int) -> None:
-        self._call(("send", id(buf), peer), buf, None, self._plan_p2p, buf, peer, None, -1)
+        key = ("send", id(buf), peer)
+        entry = self._plans.entries.get(key)
+        if entry is not None and entry[0]() is buf:
+            try:
+                return entry[2]()
+            except self._mpi.Exception as exc:
+                raise self._error(key, exc) from None
+        self._call(key, buf, None, self._plan_p2p, buf, peer, None, -1)
 
     def recv(self, buf, peer: int) -> None:
-        self._call(("recv", id(buf), peer), buf, None, self._plan_p2p, None, -1, buf, peer)
+        key = ("recv", id(buf), peer)
+        entry = self._plans.entries.get(key)
+        if entry is not None and entry[0]() is buf:
+            try:
+                return entry[2]()
+            except self._mpi.Exception as exc:
+                raise self._error(key, exc) from None
+        self._call(key, buf, None, self._plan_p2p, None, -1, buf, peer)
 
     def send_recv(self, sendbuf, dst: int, recvbuf, src: int) -> None:
         key = ("send_recv", id(sendbuf), dst, id(recvbuf), src)
@@ -271,12 +302,12 @@ class MpiComm:
             r = [w_r.memory, w_r.nbytes, byte]
             wires.append(w_r)
         if recvbuf is None:
-            return self._plan(wires, lambda: c.Send(s, dst, 0), lambda: c.Send_init(s, dst, 0))
+            return self._plan(wires, partial(c.Send, s, dst, 0), lambda: c.Send_init(s, dst, 0))
         if sendbuf is None:
-            return self._plan(wires, lambda: c.Recv(r, src, 0), lambda: c.Recv_init(r, src, 0))
+            return self._plan(wires, partial(c.Recv, r, src, 0), lambda: c.Recv_init(r, src, 0))
         return self._plan(
             wires,
-            lambda: c.Sendrecv(s, dst, 0, r, src, 0),
+            partial(c.Sendrecv, s, dst, 0, r, src, 0),
             lambda: [c.Recv_init(r, src, 0), c.Send_init(s, dst, 0)],
         )
 
@@ -304,8 +335,12 @@ class MpiComm:
 
     def split(self, color: int, key: int) -> MpiComm:
         sub = self._comm.Split(color, key)
-        place = bf.placement(sub.allgather(self.node), sub.Get_rank())
+        place = calls.placement(sub.allgather(self.node), sub.Get_rank())
         return MpiComm(sub, self._setup, place, self._alloc)
+
+    def abort(self, code: int = 1) -> None:
+        """End every rank of the job (MPI_Abort), e.g. from a watchdog."""
+        self._mpi.COMM_WORLD.Abort(code)
 
     def close(self) -> None:
         self._plans.clear()

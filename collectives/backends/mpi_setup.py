@@ -46,7 +46,8 @@ class Options:
     thread_level: str = "single"
     """MPI thread level requested at initialisation: single, funneled, serialized, multiple."""
     buffer: str = "numpy"
-    """Array type of buffers: numpy, torch, cupy, numba, or fake-device (tests)."""
+    """Array type of buffers: numpy, torch, cupy, numba, or fake-device (tests); `auto` in
+    LaunchInfo.options means torch on CUDA, numpy otherwise."""
     alignment_bytes: int = 4096
     """Alignment of host buffers carved from the reused arena; 0 = fresh np.empty each."""
     persistent: bool = False
@@ -78,7 +79,7 @@ class Options:
         if unknown:
             raise ValueError(f"unknown mpi options {unknown}; known: {', '.join(sorted(known))}")
         values = dict(launch.options)
-        if "buffer" not in values:
+        if values.get("buffer", "auto") == "auto":
             values["buffer"] = "torch" if launch.device == "cuda" else "numpy"
         if "persistent" in values:
             values["persistent"] = _as_bool(values["persistent"])

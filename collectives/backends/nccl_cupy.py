@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from collectives.backends import buffers as bf
+from collectives.backends import calls
 from collectives.backends.base import BackendUnavailable, CommError, LaunchInfo, canonical_dtype
 
 # ncclDataType_t and ncclRedOp_t values from nccl.h (stable ABI); CuPy's constants are used
@@ -126,7 +127,7 @@ class NcclComm:
         self.node, self.num_nodes = place["node"], place["num_nodes"]
         self.device = "cuda"
         self.stream = self._cupy.cuda.Stream(non_blocking=True)
-        self._plans = bf.Plans()
+        self._plans = calls.Plans()
         self._dtypes: dict[int, tuple[Any, str]] = {}
         self._graphs: list[Any] = []
         self._num_objects = 0
@@ -208,10 +209,10 @@ class NcclComm:
         key = ("all_to_all", id(out), id(inp), sc, rc)
         self._call(key, out, inp, self._plan_all_to_all, out, inp, sc, rc)
 
-    def _plan_all_to_all(self, out, inp, sc, rc) -> bf.Run:
+    def _plan_all_to_all(self, out, inp, sc, rc) -> calls.Run:
         itemsize = bf.numpy_dtype(self._dtype(inp)).itemsize
-        s_lay = bf.all_to_all_layout(sc, self.world, bf.nbytes_of(inp), itemsize, "send")
-        r_lay = bf.all_to_all_layout(rc, self.world, bf.nbytes_of(out), itemsize, "receive")
+        s_lay = calls.all_to_all_layout(sc, self.world, bf.nbytes_of(inp), itemsize, "send")
+        r_lay = calls.all_to_all_layout(rc, self.world, bf.nbytes_of(out), itemsize, "receive")
         if sc is None and s_lay.counts_bytes[0] > r_lay.counts_bytes[0]:
             raise ValueError(
                 f"all_to_all: output {bf.nbytes_of(out)} B < input {bf.nbytes_of(inp)} B"
@@ -229,7 +230,7 @@ class NcclComm:
         ]
         return self._grouped(peers)
 
-    def _grouped(self, peers: list[tuple[int, int, int, int, int]]) -> bf.Run:
+    def _grouped(self, peers: list[tuple[int, int, int, int, int]]) -> calls.Run:
         """send (addr, bytes) to / recv (addr, bytes) from each peer, fused by groupStart/End."""
         nccl, comm, stream, u8 = self._nccl, self._comm, self.stream.ptr, NCCL_TYPES["uint8"]
 
@@ -254,12 +255,12 @@ class NcclComm:
         key = ("reduce_scatter", id(out), id(inp), op)
         self._call(key, out, inp, self._plan_reduce, out, inp, op, True)
 
-    def _plan_reduce(self, out, inp, op: str, scatter: bool) -> bf.Run:
+    def _plan_reduce(self, out, inp, op: str, scatter: bool) -> calls.Run:
         dtype = self._dtype(inp)
         code, op_code = nccl_type(dtype, self._consts, self._version), nccl_op(op, self._version)
         in_bytes, out_bytes = bf.nbytes_of(inp), bf.nbytes_of(out)
         if scatter:
-            bf.check_multiple(out_bytes, in_bytes, self.world, "reduce_scatter")
+            calls.check_multiple(out_bytes, in_bytes, self.world, "reduce_scatter")
         elif in_bytes != out_bytes:
             raise ValueError(f"all_reduce: input {in_bytes} B != output {out_bytes} B")
         count = out_bytes // bf.numpy_dtype(dtype).itemsize
@@ -272,9 +273,9 @@ class NcclComm:
     def all_gather(self, out, inp) -> None:
         self._call(("all_gather", id(out), id(inp)), out, inp, self._plan_gather, out, inp)
 
-    def _plan_gather(self, out, inp) -> bf.Run:
+    def _plan_gather(self, out, inp) -> calls.Run:
         nbytes = bf.nbytes_of(inp)
-        bf.check_multiple(nbytes, bf.nbytes_of(out), self.world, "all_gather")
+        calls.check_multiple(nbytes, bf.nbytes_of(out), self.world, "all_gather")
         sp, rp = bf.device_pointer(inp), bf.device_pointer(out)
         comm, stream = self._comm, self.stream.ptr
         u8 = NCCL_TYPES["uint8"]
@@ -290,7 +291,7 @@ class NcclComm:
         key = ("send_recv", id(sendbuf), dst, id(recvbuf), src)
         self._call(key, sendbuf, recvbuf, self._plan_p2p, sendbuf, dst, recvbuf, src)
 
-    def _plan_p2p(self, sendbuf, dst: int, recvbuf, src: int) -> bf.Run:
+    def _plan_p2p(self, sendbuf, dst: int, recvbuf, src: int) -> calls.Run:
         for peer in (dst, src):
             if peer != -1 and not 0 <= peer < self.world:
                 raise ValueError(f"peer rank {peer} outside world of {self.world} ranks")
@@ -326,7 +327,8 @@ class NcclComm:
                 fn()
         finally:
             graph = self.stream.end_capture()
-        graph.upload(self.stream)
+        if hasattr(graph, "upload"):  # pre-load the graph so the first replay is not slower
+            graph.upload(self.stream)
         self._graphs.append(graph)
         stream = self.stream
         return lambda: graph.launch(stream)
@@ -340,7 +342,8 @@ class NcclComm:
 
     def max_over_ranks(self, values: np.ndarray) -> np.ndarray:
         host = np.ascontiguousarray(values, dtype=np.float64)
-        dev = self._cupy.asarray(host)
+        with self.stream:  # copy on the communication stream, ordered before the reduction
+            dev = self._cupy.asarray(host)
         ptr = dev.data.ptr
         self._comm.allReduce(ptr, ptr, host.size, NCCL_TYPES["float64"], 2, self.stream.ptr)
         self.stream.synchronize()
@@ -353,7 +356,7 @@ class NcclComm:
         name = f"{self._ctx['prefix']}/split{self._num_objects}/{color}"
         uid = _exchange_uid(self._nccl, self._store, name, leader=index == 0)
         comm = self._nccl.NcclCommunicator(len(group), uid, index)
-        place = bf.placement([n for _, _, n in group], index)
+        place = calls.placement([n for _, _, n in group], index)
         ctx = {**self._ctx, "prefix": name}
         return NcclComm(ctx, comm, index, len(group), place)
 
@@ -385,7 +388,9 @@ def _exchange_uid(nccl: Any, store: Any, key: str, leader: bool) -> Any:
 
 
 def create(launch: LaunchInfo) -> NcclComm:
-    """Pick the GPU, rendezvous through a TCPStore, and create the NCCL communicator."""
+    """Pick the GPU, rendezvous through a TCPStore, and create the NCCL communicator.
+
+    `launch.options` (the runner passes MPI's options to every backend) are ignored."""
     try:
         import cupy
         from cupy.cuda import nccl
@@ -395,8 +400,6 @@ def create(launch: LaunchInfo) -> NcclComm:
             f"the nccl backend needs CuPy with NCCL and torch ({exc}); "
             "pip install 'epbench[cuda,torch]' on a GPU machine"
         ) from None
-    if launch.options:
-        raise ValueError(f"the nccl backend takes no options, got {sorted(launch.options)}")
     num_gpus = cupy.cuda.runtime.getDeviceCount()
     if num_gpus == 0:
         raise BackendUnavailable("the nccl backend needs a CUDA GPU; none is visible")

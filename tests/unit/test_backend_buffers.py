@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from collectives.backends import buffers as bf
+from collectives.backends import calls
 
 
 def test_free_list_first_fit_alignment_and_merge() -> None:
@@ -106,25 +107,25 @@ def test_raw_dtypes_and_native_names() -> None:
 
 
 def test_equal_block_layout_rounds_down_like_nccl_tests() -> None:
-    lay = bf.all_to_all_layout(None, 3, 100 * 4, 4, "send")
+    lay = calls.all_to_all_layout(None, 3, 100 * 4, 4, "send")
     assert lay.counts_bytes == (132, 132, 132) and lay.displs_bytes == (0, 132, 264)
 
 
 def test_alltoallv_layout_and_errors() -> None:
-    lay = bf.all_to_all_layout([2, 0, 5], 3, 7 * 2, 2, "send")
+    lay = calls.all_to_all_layout([2, 0, 5], 3, 7 * 2, 2, "send")
     assert lay.counts_bytes == (4, 0, 10) and lay.displs_bytes == (0, 4, 4)
     with pytest.raises(ValueError, match="must be 3 non-negative"):
-        bf.all_to_all_layout([1, 2], 3, 100, 1, "send")
+        calls.all_to_all_layout([1, 2], 3, 100, 1, "send")
     with pytest.raises(ValueError, match="must be 2 non-negative"):
-        bf.all_to_all_layout([1, -2], 2, 100, 1, "receive")
+        calls.all_to_all_layout([1, -2], 2, 100, 1, "receive")
     with pytest.raises(ValueError, match="sum to 9 elements but the buffer holds 8"):
-        bf.all_to_all_layout([4, 5], 2, 32, 4, "send")
+        calls.all_to_all_layout([4, 5], 2, 32, 4, "send")
     with pytest.raises(ValueError, match="all_gather: 4 blocks of 8 B"):
-        bf.check_multiple(8, 31, 4, "all_gather")
+        calls.check_multiple(8, 31, 4, "all_gather")
 
 
 def test_plans_forget_dead_buffers() -> None:
-    plans = bf.Plans()
+    plans = calls.Plans()
     freed: list[str] = []
     a, b = np.zeros(2), np.zeros(2)
     plans.put(("op", id(a), id(b)), a, b, lambda: None, lambda: freed.append("ab"))
@@ -133,15 +134,16 @@ def test_plans_forget_dead_buffers() -> None:
     del a
     gc.collect()
     c = np.zeros(1)
-    plans.put(("op", id(c)), c, None, lambda: None, None)
-    assert freed == ["ab"] and len(plans.entries) == 1  # the dead entry's request was freed
+    plans.put(("send", id(c)), c, None, lambda: None, None)
+    plans.put(("recv", id(c)), c, None, lambda: None, None)
+    assert freed == ["ab"] and len(plans.entries) == 2  # the dead entry's request was freed
     plans.clear()
     assert not plans.entries
 
 
 def test_placement_of_a_split() -> None:
     nodes = [0, 0, 3, 3, 3]
-    assert bf.placement(nodes, 3) == {
+    assert calls.placement(nodes, 3) == {
         "local_rank": 1,
         "local_world": 3,
         "node": 1,

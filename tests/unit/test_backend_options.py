@@ -29,6 +29,7 @@ def test_mpi_options_defaults_and_parsing() -> None:
     opts = mpi_setup.Options.from_launch(_launch())
     assert (opts.thread_level, opts.buffer, opts.alignment_bytes) == ("single", "numpy", 4096)
     assert not opts.persistent and opts.cuda_aware == "auto"
+    assert mpi_setup.Options.from_launch(_launch(buffer="auto")).buffer == "numpy"
     opts = mpi_setup.Options.from_launch(_launch(persistent="yes", alignment_bytes="0"))
     assert opts.persistent and opts.alignment_bytes == 0
 

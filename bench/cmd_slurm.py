@@ -31,7 +31,8 @@ from bench.cmd_mpirun import (
     SRUN_DISTRIBUTION,
     WRAPPER,
     check_table,
-    placement,
+    layout,
+    load_topology,
     rank_rows,
     read_tsv,
     write_env_files,
@@ -64,7 +65,7 @@ def step_command(spec: sweep_mod.Sweep, step: sweep_mod.Step, result: pathlib.Pa
     if step.rank_map != "block" and runner_accepts(spec, "--rank-map"):
         cmd += ["--rank-map", step.rank_map]
     if "topology" in spec.tags and runner_accepts(spec, "--topology"):
-        cmd += ["--topology", spec.tags["topology"]]
+        cmd += ["--topology", topology_source(spec)]
     return [*cmd, "-o", str(result)]
 
 
@@ -80,6 +81,27 @@ def runner_accepts(spec: sweep_mod.Sweep, flag: str) -> bool:
     """Whether the runner takes `flag`: a custom runner is trusted, `epbench run` is asked.
     The rank map and topology always reach the results through `collect`'s metadata."""
     return bool(spec.runner) or _run_parser_accepts(flag)
+
+
+def topology_source(spec: sweep_mod.Sweep) -> str:
+    """The spec's topology: a preset name, or a cluster file found beside the spec."""
+    name = spec.tags["topology"]
+    beside = pathlib.Path(spec.path).parent / name
+    return str(beside.resolve()) if name.endswith(".toml") and beside.is_file() else name
+
+
+def _clusters(spec: sweep_mod.Sweep) -> dict[tuple[int, int], Any]:
+    """The topology sized to each shape (None without one); refuses a mismatch up front."""
+    shapes = [(n, g) for n in spec.nodes for g in spec.gpus_per_node]
+    if "topology" not in spec.tags:
+        return dict.fromkeys(shapes)
+    return {(n, g): load_topology(topology_source(spec), n, g) for n, g in shapes}
+
+
+def _write_env(out: pathlib.Path, nodes: int, gpn: int, cluster: Any, maps: list[str]) -> None:
+    for rank_map in maps:
+        envs = layout(rank_map, nodes, gpn, cluster).envs
+        write_env_files(out / "env" / f"{rank_map}-{_shape(nodes, gpn)}", envs)
 
 
 def _mpi(spec: sweep_mod.Sweep, backend: str) -> str:
@@ -180,6 +202,7 @@ def _step_record(step: sweep_mod.Step, spec: sweep_mod.Sweep) -> dict[str, Any]:
 def write_sweep(spec: sweep_mod.Sweep, out: pathlib.Path, seed: int) -> list[pathlib.Path]:
     """Write scripts, wrapper, env files and plan.json under `out`; return the scripts."""
     out = out.resolve()
+    clusters = _clusters(spec)
     steps = sweep_mod.plan(spec, seed)
     for sub in ("jobs", "logs", "results", "steps", "env"):
         (out / sub).mkdir(parents=True, exist_ok=True)
@@ -188,9 +211,8 @@ def write_sweep(spec: sweep_mod.Sweep, out: pathlib.Path, seed: int) -> list[pat
     for nodes in spec.nodes:
         for gpn in spec.gpus_per_node:
             shape = _shape(nodes, gpn)
-            for rank_map in {"block", *spec.rank_maps, *(s.rank_map for s in steps)}:
-                places = placement(rank_map, nodes, gpn)
-                write_env_files(out / "env" / f"{rank_map}-{shape}", places, rank_map, spec.nics)
+            maps = {"block", *spec.rank_maps, *(s.rank_map for s in steps)}
+            _write_env(out, nodes, gpn, clusters[(nodes, gpn)], sorted(maps))
             mine = [s for s in steps if (s.nodes, s.gpus_per_node) == (nodes, gpn)]
             script = out / "jobs" / f"{shape}.sbatch"
             script.write_text(render_job(spec, mine, out, seed))

@@ -29,7 +29,7 @@ _OP_FLAGS |= {"dtype": "-d", "check": "-c", "timeout": "-T", "aggregation": "-a"
 _KEYS = {
     "sweep": {"name", "repeats", "seed", "blocks_per_task", "runner", "partition", "account"}
     | {"time_limit", "sbatch"},
-    "cluster": {"nodes", "gpus_per_node", "mpi", "request_gpus", "nics", "fabric", "topology"},
+    "cluster": {"nodes", "gpus_per_node", "mpi", "request_gpus", "fabric", "topology"},
     "op": {"name", "args", *_OP_FLAGS},
     "matrix": {"backends", "codecs", "rank_maps"},
 }
@@ -75,10 +75,9 @@ class Sweep:
     """srun --mpi plugin for MPI backends (pmi2 or pmix)."""
     request_gpus: bool
     """Ask Slurm for gpus_per_node GPUs per node (--gres=gpu:G)."""
-    nics: tuple[str, ...]
-    """NIC (HCA) name of each local GPU index, in plane order; empty when unknown."""
     tags: dict[str, str]
-    """Fabric and topology tags recorded with every result."""
+    """Fabric and topology tags recorded with every result; the topology (a topologies
+    preset name or cluster TOML file) also gives each rank its NIC environment."""
     ops: tuple[Op, ...]
     """Ops to run, in spec order."""
     backends: tuple[str, ...]
@@ -173,7 +172,6 @@ def parse(text: str, path: str = "<spec>") -> Sweep:
         gpus_per_node=ctx.counts(cluster_t, "gpus_per_node", 1),
         mpi=ctx.mpi(cluster_t),
         request_gpus=ctx.boolean(cluster_t, "cluster", "request_gpus", True),
-        nics=tuple(ctx.strings(cluster_t, "cluster", "nics", [])),
         tags=ctx.present(cluster_t, "cluster", ("fabric", "topology")),
         ops=ops,
         backends=ctx.names(matrix_t, "matrix", "backends", BACKENDS, ["gloo"]),

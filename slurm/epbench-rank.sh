@@ -53,7 +53,7 @@ knob_list=$(
   printf 'job_id\tstep_id\tstep_nodelist\tknobs\n'
   printf '%s\t' "$rank" "$local_rank" "${SLURM_NODEID:--}" "$host" \
     "${SLURMD_NODENAME:-${PMI_HOSTNAME:-$host}}" "$gpu" "${CUDA_VISIBLE_DEVICES:-all}" \
-    "${NCCL_IB_HCA:-${UCX_NET_DEVICES:--}}" "${SLURM_JOB_ID:--}" "${SLURM_STEP_ID:--}" \
+    "${UCX_NET_DEVICES:-${NCCL_IB_HCA:--}}" "${SLURM_JOB_ID:--}" "${SLURM_STEP_ID:--}" \
     "${SLURM_STEP_NODELIST:--}"
   printf '%s\n' "${knob_list:--}"
 } >"${step_dir}/rank-${rank}.tsv"

@@ -181,3 +181,18 @@ def test_submit_refuses_more_than_the_partition_has(slurm_cluster, tmp_path, nod
         proc, f"{nodes} nodes x {tasks} tasks do not fit partition debug (2 nodes of 2 CPUs)"
     )
     assert not (tmp_path / "jobs.json").exists()
+
+
+@pytest.mark.parametrize("name", ["ib-adaptive-routing.toml", "rank-map-alignment.toml"])
+def test_example_specs_generate_clean_scripts(tmp_path, name):
+    spec = ROOT / "slurm" / "examples" / name
+    proc = _epbench("slurm", "gen", str(spec), "-o", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    scripts = [str(p) for p in (tmp_path / "jobs").glob("*.sbatch")]
+    rank3 = sorted((tmp_path / "env").glob("*-n*g8/rank-3.env"))
+    assert scripts and rank3 and all("UCX_NET_DEVICES=mlx5_3:1" in p.read_text() for p in rank3)
+    if shutil.which("shellcheck"):
+        check = subprocess.run(
+            ["shellcheck", "-s", "bash", *scripts], capture_output=True, text=True, check=False
+        )
+        assert check.returncode == 0, check.stdout

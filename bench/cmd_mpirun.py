@@ -1,59 +1,96 @@
-"""`epbench mpirun gen`: host files for mpirun/mpiexec, and the rank placement both launchers use.
+"""`epbench mpirun gen`: host files for mpirun/mpiexec, and the rank layout both launchers use.
 
-A rank map says on which node, and at which local index (GPU, plane), each rank runs.
-From it this module writes an Open MPI hostfile and rankfile, an MPICH (hydra) machinefile,
-the per-rank environment files the wrapper `slurm/epbench-rank.sh` applies (NIC of the
-rank's plane), and a launch line. `slurm gen` uses the same placement and environment files,
-so a rank sees the same settings under srun and under mpiexec.
+A rank map (topologies.make_rank_map) says on which node and on which GPU each rank runs;
+with a topology it also gives each rank its NIC environment (topologies.emit.rank_env). From
+them this module writes an Open MPI hostfile and rankfile, an MPICH (hydra) machinefile, the
+per-rank environment files that the wrapper `slurm/epbench-rank.sh` applies, and a launch
+line. `slurm gen` uses the same layout and files, so a rank sees the same settings under srun
+and under mpiexec. Every GPU of a node stays visible: the rank takes device `local rank`, and
+the env file orders CUDA_VISIBLE_DEVICES so that this device is the map's GPU.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import pathlib
 import shlex
 import shutil
 
 from bench.errors import UsageError
 from bench.sweep import RANK_MAPS
+from topologies import Cluster, emit, load_cluster, make_cluster, make_rank_map
 
 WRAPPER = pathlib.Path(__file__).resolve().parents[1] / "slurm" / "epbench-rank.sh"
 SRUN_DISTRIBUTION = {"block": "block", "cyclic": "cyclic", "plane-aligned": "block"}
 SRUN_DISTRIBUTION["misaligned"] = "block"
 
 
-def placement(rank_map: str, num_nodes: int, gpus_per_node: int) -> list[tuple[int, int]]:
-    """(node, local index) of every rank. block, plane-aligned and misaligned fill node by
-    node (local index = GPU = plane); cyclic deals ranks round-robin over the nodes."""
-    if rank_map not in RANK_MAPS:
-        raise ValueError(f"rank map {rank_map!r} unknown; choose from {', '.join(RANK_MAPS)}")
-    world = num_nodes * gpus_per_node
-    if rank_map == "cyclic":
-        return [(rank % num_nodes, rank // num_nodes) for rank in range(world)]
-    return [(rank // gpus_per_node, rank % gpus_per_node) for rank in range(world)]
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Layout:
+    """Where every rank of one launch runs, and the environment it starts with."""
+
+    places: list[tuple[int, int]]
+    """(node, local rank) of each rank; srun's distribution and the host files reproduce it."""
+    envs: list[dict[str, str]]
+    """Environment of each rank: visible-GPU order, and NIC settings when a topology is known."""
 
 
-def rank_env(rank_map: str, node: int, local: int, nics: tuple[str, ...]) -> dict[str, str]:
-    """Environment of one rank: the NIC its rank map gives it (none when NICs are unknown).
+def load_topology(name_or_path: str, num_nodes: int, gpus_per_node: int) -> Cluster:
+    """A topologies preset by name, or a cluster TOML file, sized to `num_nodes` nodes."""
+    path = pathlib.Path(name_or_path)
+    text = path.read_text() if path.suffix == ".toml" and path.is_file() else name_or_path
+    try:
+        cluster = load_cluster(text, num_nodes=num_nodes)
+    except ValueError as exc:
+        raise UsageError(f"topology {name_or_path!r}: {exc}") from None
+    if cluster.gpus_per_node != gpus_per_node:
+        raise UsageError(
+            f"topology {name_or_path!r} has {cluster.gpus_per_node} GPUs per node but the "
+            f"launch runs {gpus_per_node} ranks per node; make them equal"
+        )
+    return cluster
 
-    Aligned maps use the NIC of the rank's own plane (`nics[local]`); `misaligned` shifts
-    it by the node index, so ranks with the same local index sit on different planes.
+
+def layout(
+    rank_map: str, num_nodes: int, gpus_per_node: int, cluster: Cluster | None = None
+) -> Layout:
+    """Placement and per-rank environment of `rank_map` (one of RANK_MAPS).
+
+    Without a cluster, a plain one of the right size places the ranks and the environment
+    holds only the GPU order; NIC settings need the real topology.
     """
-    if not nics:
-        return {}
-    shift = node if rank_map == "misaligned" else 0
-    nic = nics[(local + shift) % len(nics)]
-    return {"NCCL_IB_HCA": f"={nic}", "UCX_NET_DEVICES": f"{nic}:1"}
+    known = cluster is not None
+    if cluster is None:
+        cluster = make_cluster(
+            name="launch",
+            fabric="fat-tree",
+            num_nodes=num_nodes,
+            nics_per_node=1,
+            gpus_per_node=gpus_per_node,
+            switch_radix=max(64, 2 * num_nodes),
+        )
+    rmap = make_rank_map(cluster, rank_map, num_nodes * gpus_per_node)
+    places = list(zip(rmap.node.tolist(), rmap.local_rank.tolist(), strict=True))
+    orders: dict[int, list[int]] = {}
+    for rank, (node, _) in sorted(enumerate(places), key=lambda item: item[1]):
+        orders.setdefault(node, []).append(int(rmap.gpu[rank]))
+    envs = []
+    for rank, (node, _) in enumerate(places):
+        env = emit.rank_env(cluster, rmap, rank) if known else {}
+        order = orders[node] + [g for g in range(gpus_per_node) if g not in orders[node]]
+        env.pop("CUDA_VISIBLE_DEVICES", None)
+        if order != list(range(gpus_per_node)):
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, order))
+        envs.append(env)
+    return Layout(places=places, envs=envs)
 
 
-def write_env_files(
-    folder: pathlib.Path, places: list[tuple[int, int]], rank_map: str, nics: tuple[str, ...]
-) -> None:
+def write_env_files(folder: pathlib.Path, envs: list[dict[str, str]]) -> None:
     """One `rank-R.env` per rank (shell-quoted NAME=VALUE lines) for the wrapper to source."""
     folder.mkdir(parents=True, exist_ok=True)
-    for rank, (node, local) in enumerate(places):
-        env = rank_env(rank_map, node, local, nics)
+    for rank, env in enumerate(envs):
         lines = [f"{key}={shlex.quote(value)}\n" for key, value in sorted(env.items())]
         (folder / f"rank-{rank}.env").write_text("".join(lines))
 
@@ -120,15 +157,17 @@ def gen(args: argparse.Namespace) -> int:
         raise UsageError(f"--hosts {args.hosts!r}: give distinct host names, comma-separated")
     if args.gpus_per_node < 1:
         raise UsageError(f"--gpus-per-node {args.gpus_per_node}: must be >= 1")
-    nics = tuple(n for n in args.nics.split(",") if n)
-    places = placement(args.rank_map, len(hosts), args.gpus_per_node)
+    cluster = None
+    if args.topology:
+        cluster = load_topology(args.topology, len(hosts), args.gpus_per_node)
+    lay = layout(args.rank_map, len(hosts), args.gpus_per_node, cluster)
     out = pathlib.Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    for name, text in host_files(hosts, places, args.gpus_per_node).items():
+    for name, text in host_files(hosts, lay.places, args.gpus_per_node).items():
         (out / name).write_text(text)
-    write_env_files(out / "env", places, args.rank_map, nics)
+    write_env_files(out / "env", lay.envs)
     shutil.copy(WRAPPER, out / "epbench-rank.sh")
-    world = len(places)
+    world = len(lay.places)
     base = out.resolve()
     wrap = " ".join(shlex.quote(str(base / p)) for p in ("epbench-rank.sh", "env", "ranks"))
     wrap += " --"
@@ -151,7 +190,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--hosts", required=True, help="comma-separated host names, one per node")
     p.add_argument("--gpus-per-node", type=int, required=True, help="ranks (GPUs) per node")
     p.add_argument("--rank-map", default="block", choices=RANK_MAPS)
-    p.add_argument("--nics", default="", help="comma-separated NIC of each local GPU index")
+    p.add_argument("--topology", default="", help="preset or cluster TOML: per-rank NIC env")
     p.add_argument("-o", "--output", required=True, help="folder for the files")
     p.add_argument("command", nargs="*", help="command each rank runs (after --)")
     p.set_defaults(func=gen)

@@ -3,15 +3,12 @@
 `gen SPEC -o DIR` plans the sweep (bench/sweep.py) and renders one sbatch script per
 allocation shape from slurm/sweep.sbatch.j2, plus the per-rank wrapper and environment files;
 `--submit` hands them to sbatch. The scripts record each step's exit status and each rank's
-placement under DIR/steps/. `collect DIR` joins those with the results files into
-DIR/collected/ (metadata gains the sweep arm, job id, step id and node list) and reports
-every failed or missing step and array task without dropping the others.
+placement under DIR/steps/; `collect DIR` (bench/slurm_collect.py) joins them with the results.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import datetime
 import functools
@@ -26,18 +23,19 @@ from typing import Any
 
 import jinja2
 
+from bench import slurm_collect
 from bench import sweep as sweep_mod
 from bench.cmd_mpirun import (
     SRUN_DISTRIBUTION,
     WRAPPER,
     check_table,
-    placement,
+    layout,
+    load_topology,
     rank_rows,
-    read_tsv,
     write_env_files,
 )
 from bench.errors import UsageError
-from results.schema import Header, SchemaError, parse_line
+from topologies import Cluster
 
 TEMPLATES = WRAPPER.parent
 HELLO_ARGS = ("-b", "8", "-e", "8", "-n", "1", "-w", "1", "--blocks", "1")
@@ -64,7 +62,7 @@ def step_command(spec: sweep_mod.Sweep, step: sweep_mod.Step, result: pathlib.Pa
     if step.rank_map != "block" and runner_accepts(spec, "--rank-map"):
         cmd += ["--rank-map", step.rank_map]
     if "topology" in spec.tags and runner_accepts(spec, "--topology"):
-        cmd += ["--topology", spec.tags["topology"]]
+        cmd += ["--topology", topology_source(spec)]
     return [*cmd, "-o", str(result)]
 
 
@@ -80,6 +78,29 @@ def runner_accepts(spec: sweep_mod.Sweep, flag: str) -> bool:
     """Whether the runner takes `flag`: a custom runner is trusted, `epbench run` is asked.
     The rank map and topology always reach the results through `collect`'s metadata."""
     return bool(spec.runner) or _run_parser_accepts(flag)
+
+
+def topology_source(spec: sweep_mod.Sweep) -> str:
+    """The spec's topology: a preset name, or a cluster file found beside the spec."""
+    name = spec.tags["topology"]
+    beside = pathlib.Path(spec.path).parent / name
+    return str(beside.resolve()) if name.endswith(".toml") and beside.is_file() else name
+
+
+def _clusters(spec: sweep_mod.Sweep) -> dict[tuple[int, int], Cluster | None]:
+    """The topology sized to each shape (None without one); refuses a mismatch up front."""
+    shapes = [(n, g) for n in spec.nodes for g in spec.gpus_per_node]
+    if "topology" not in spec.tags:
+        return dict.fromkeys(shapes)
+    return {(n, g): load_topology(topology_source(spec), n, g) for n, g in shapes}
+
+
+def _write_env(
+    out: pathlib.Path, nodes: int, gpn: int, cluster: Cluster | None, maps: list[str]
+) -> None:
+    for rank_map in maps:
+        envs = layout(rank_map, nodes, gpn, cluster).envs
+        write_env_files(out / "env" / f"{rank_map}-{_shape(nodes, gpn)}", envs)
 
 
 def _mpi(spec: sweep_mod.Sweep, backend: str) -> str:
@@ -108,6 +129,25 @@ def _sbatch_options(spec: sweep_mod.Sweep) -> list[str]:
     return options + shlex.split(spec.sbatch.get("extra", ""))
 
 
+@functools.cache
+def _templates() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    env.filters["q"] = lambda v: shlex.quote(str(v))
+    return env
+
+
+def _hello_view(spec: sweep_mod.Sweep, backend: str, gpus_per_node: int) -> dict[str, str]:
+    """The preflight's 8-byte all-reduce on `backend`; its file goes beside the step's table."""
+    args = ["allreduce", "--backend", backend, "--gpus-per-node", str(gpus_per_node)]
+    command = _quote([*_runner(spec), *args, *HELLO_ARGS, "-o"])
+    path = f'"${{sweep_dir}}/steps/${{id}}-{backend}/hello.jsonl"'
+    return {"backend": backend, "mpi": _mpi(spec, backend), "command": f"{command} {path}"}
+
+
 def render_job(spec, steps: list[sweep_mod.Step], out: pathlib.Path, seed: int) -> str:
     """The sbatch script of one allocation shape (all steps share nodes and GPUs per node)."""
     nodes, gpn = steps[0].nodes, steps[0].gpus_per_node
@@ -117,25 +157,9 @@ def render_job(spec, steps: list[sweep_mod.Step], out: pathlib.Path, seed: int) 
         {"index": t, "steps": [_step_view(spec, s, out) for s in steps if s.task == t]}
         for t in range(num_tasks)
     ]
-    hello_dir = "${sweep_dir}/steps/${id}-"
-    hello_args = ["--gpus-per-node", str(gpn), *HELLO_ARGS]
-    hellos = [
-        {
-            "backend": b,
-            "mpi": _mpi(spec, b),
-            "command": _quote([*_runner(spec), "allreduce", "--backend", b, *hello_args, "-o"])
-            + f' "{hello_dir}{b}/hello.jsonl"',
-        }
-        for b in dict.fromkeys(s.backend for s in steps)
-    ]
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-    )
-    env.filters["q"] = lambda v: shlex.quote(str(v))
+    template = _templates().get_template("sweep.sbatch.j2")
     log = out / "logs" / (f"{shape}-%A_%a.out" if num_tasks > 1 else f"{shape}-%j.out")
-    return env.get_template("sweep.sbatch.j2").render(
+    return template.render(
         job_name=f"epbench-{spec.name}-{shape}",
         nodes=nodes,
         gpus_per_node=gpn,
@@ -150,7 +174,7 @@ def render_job(spec, steps: list[sweep_mod.Step], out: pathlib.Path, seed: int) 
         python=sys.executable,
         srun_extra="--gpu-bind=none " if spec.request_gpus else "",
         preflight_env=f"block-{shape}",
-        hellos=hellos,
+        hellos=[_hello_view(spec, b, gpn) for b in dict.fromkeys(s.backend for s in steps)],
         tasks=tasks,
     )
 
@@ -174,9 +198,13 @@ def _step_record(step: sweep_mod.Step, spec: sweep_mod.Sweep) -> dict[str, Any]:
     return body
 
 
-def write_sweep(spec: sweep_mod.Sweep, out: pathlib.Path, seed: int) -> list[pathlib.Path]:
-    """Write scripts, wrapper, env files and plan.json under `out`; return the scripts."""
+def write_sweep(
+    spec: sweep_mod.Sweep, out: pathlib.Path, seed: int
+) -> tuple[list[pathlib.Path], int]:
+    """Write scripts, wrapper, env files and plan.json under `out`; return the scripts and
+    the number of steps."""
     out = out.resolve()
+    clusters = _clusters(spec)
     steps = sweep_mod.plan(spec, seed)
     for sub in ("jobs", "logs", "results", "steps", "env"):
         (out / sub).mkdir(parents=True, exist_ok=True)
@@ -185,9 +213,8 @@ def write_sweep(spec: sweep_mod.Sweep, out: pathlib.Path, seed: int) -> list[pat
     for nodes in spec.nodes:
         for gpn in spec.gpus_per_node:
             shape = _shape(nodes, gpn)
-            for rank_map in {"block", *spec.rank_maps, *(s.rank_map for s in steps)}:
-                places = placement(rank_map, nodes, gpn)
-                write_env_files(out / "env" / f"{rank_map}-{shape}", places, rank_map, spec.nics)
+            maps = {"block", *spec.rank_maps, *(s.rank_map for s in steps)}
+            _write_env(out, nodes, gpn, clusters[(nodes, gpn)], sorted(maps))
             mine = [s for s in steps if (s.nodes, s.gpus_per_node) == (nodes, gpn)]
             script = out / "jobs" / f"{shape}.sbatch"
             script.write_text(render_job(spec, mine, out, seed))
@@ -202,7 +229,7 @@ def write_sweep(spec: sweep_mod.Sweep, out: pathlib.Path, seed: int) -> list[pat
         "steps": [_step_record(s, spec) for s in steps],
     }
     (out / "plan.json").write_text(json.dumps(plan, indent=1, sort_keys=True))
-    return scripts
+    return scripts, len(steps)
 
 
 def _run(cmd: list[str], what: str) -> str:
@@ -256,8 +283,12 @@ def cmd_gen(args: argparse.Namespace) -> int:
     seed = args.seed if args.seed is not None else spec.seed
     seed = seed if seed is not None else secrets.randbelow(2**31)
     out = pathlib.Path(args.output)
-    scripts = write_sweep(spec, out, seed)
-    num_steps = len(json.loads((out / "plan.json").read_text())["steps"])
+    if (out / "plan.json").exists():
+        raise UsageError(
+            f"{out} already holds a sweep (plan.json); write to a new folder so that its "
+            "results are not mixed with this one's"
+        )
+    scripts, num_steps = write_sweep(spec, out, seed)
     print(f"wrote {len(scripts)} sbatch script(s), {num_steps} steps, seed {seed}, to {out}")
     if args.submit:
         submit(spec, scripts, out.resolve())
@@ -276,119 +307,6 @@ def cmd_table(args: argparse.Namespace) -> int:
     return 0
 
 
-def _augment(
-    header_line: str,
-    step: dict[str, Any],
-    status: dict[str, str],
-    rows: list[dict[str, str]],
-    plan: dict[str, Any],
-) -> str:
-    """The result file's header with the sweep arm and the Slurm job/step/nodes added."""
-    header = parse_line(header_line)
-    if not isinstance(header, Header):
-        raise SchemaError("first line is not a header")
-    step_ids = sorted({r["step_id"] for r in rows})
-    meta = dict(header.metadata)
-    meta["sweep"] = {
-        "name": plan["sweep"],
-        "seed": plan["seed"],
-        "spec": plan["spec"],
-        **{k: step[k] for k in _STEP_KEYS},
-    }
-    meta["slurm"] = {
-        "job_id": status["job_id"],
-        "array_job_id": status["array_job_id"],
-        "array_task_id": status["array_task_id"],
-        "nodelist": status["nodelist"],
-        "step_id": step_ids[0] if len(step_ids) == 1 else ",".join(step_ids),
-        "ranks": [{k: r[k] for k in _RANK_KEYS} for r in rows],
-    }
-    return dataclasses.replace(header, metadata=meta).to_json() + "\n"
-
-
-_STEP_KEYS = ("id", "task", "block", "position", "repeat", "op", "backend", "codec")
-_STEP_KEYS += ("rank_map", "env", "arm", "tags")
-_RANK_KEYS = ("rank", "node_id", "node_name", "host", "local_rank", "gpu", "nic")
-
-
-def collect_step(out: pathlib.Path, step: dict[str, Any], plan: dict[str, Any]) -> dict:
-    """Copy one step's result into collected/ with metadata; return its state and facts."""
-    step_dir = out / "steps" / step["id"]
-    info = {
-        "id": step["id"],
-        "task": step["task"],
-        "block": step["block"],
-        "position": step["position"],
-        "arm": step["arm"],
-        "state": "missing",
-        "job_id": "",
-        "rc": "",
-        "start_s": "",
-        "why": "no status: never ran or killed",
-    }
-    if not (step_dir / "status.tsv").exists():
-        return info
-    status = read_tsv(step_dir / "status.tsv")[0]
-    info.update({k: status[k] for k in ("rc", "start_s", "job_id")})
-    result = out / "results" / f"{step['id']}.jsonl"
-    ok = status["rc"] == "0"
-    info.update(state="ok" if ok else "failed", why="" if ok else f"exit status {status['rc']}")
-    if not result.exists():
-        info.update(state="failed", why=f"{info['why'] or 'exit status 0'}, no result file")
-        return info
-    lines = result.read_text().splitlines(keepends=True)
-    try:
-        head = _augment(lines[0], step, status, rank_rows(step_dir), plan)
-    except (SchemaError, IndexError) as exc:
-        info.update(state="failed", why=f"unreadable result {result}: {exc}")
-        return info
-    # a failed step's file keeps what it measured before failing: collect that too
-    (out / "collected" / result.name).write_text(head + "".join(lines[1:]))
-    return info
-
-
-def collect(out: pathlib.Path) -> list[dict[str, Any]]:
-    """Collect every planned step of the sweep in `out`; write collected/steps.tsv."""
-    try:
-        plan = json.loads((out / "plan.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise UsageError(
-            f"{out}/plan.json unreadable ({exc}); is {out} a sweep folder "
-            "written by `epbench slurm gen`?"
-        ) from None
-    (out / "collected").mkdir(exist_ok=True)
-    infos = [collect_step(out, step, plan) for step in plan["steps"]]
-    with (out / "collected" / "steps.tsv").open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(infos[0]), delimiter="\t")
-        writer.writeheader()
-        writer.writerows(infos)
-    return infos
-
-
-def cmd_collect(args: argparse.Namespace) -> int:
-    out = pathlib.Path(args.sweep_dir).resolve()
-    infos = collect(out)
-    num_ok = sum(i["state"] == "ok" for i in infos)
-    print(f"collected {num_ok} of {len(infos)} steps into {out}/collected")
-    tasks: dict[tuple[str, int], list[dict]] = {}
-    for info in infos:
-        tasks.setdefault((info["id"].split("-")[0], info["task"]), []).append(info)
-    for (shape, task), group in sorted(tasks.items()):
-        bad = [i for i in group if i["state"] != "ok"]
-        if bad:
-            jobs = sorted({i["job_id"] for i in group if i["job_id"]}) or ["none"]
-            print(
-                f"array task {shape}/{task} (job {','.join(jobs)}): {len(bad)} of "
-                f"{len(group)} steps not ok; see {out}/logs/"
-            )
-            for status in sorted(out.glob(f"steps/preflight-{shape}-t{task}*/status.tsv")):
-                if read_tsv(status)[0]["rc"] != "0":
-                    print(f"  preflight step {status.parent.name} failed: no timed step ran")
-            for i in bad:
-                print(f"  {i['id']}: {i['state']} ({i['why']})")
-    return 0 if num_ok == len(infos) else 1
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("slurm", help="sbatch scripts for a sweep; collect results")
     sub = parser.add_subparsers(dest="slurm_command", metavar="ACTION", required=True)
@@ -404,4 +322,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_table)
     p = sub.add_parser("collect", help="gather a sweep's results; report failed/missing tasks")
     p.add_argument("sweep_dir")
-    p.set_defaults(func=cmd_collect)
+    p.set_defaults(func=slurm_collect.cmd_collect)

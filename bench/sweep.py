@@ -29,7 +29,7 @@ _OP_FLAGS |= {"dtype": "-d", "check": "-c", "timeout": "-T", "aggregation": "-a"
 _KEYS = {
     "sweep": {"name", "repeats", "seed", "blocks_per_task", "runner", "partition", "account"}
     | {"time_limit", "sbatch"},
-    "cluster": {"nodes", "gpus_per_node", "mpi", "request_gpus", "nics", "fabric", "topology"},
+    "cluster": {"nodes", "gpus_per_node", "mpi", "request_gpus", "fabric", "topology"},
     "op": {"name", "args", *_OP_FLAGS},
     "matrix": {"backends", "codecs", "rank_maps"},
 }
@@ -75,10 +75,9 @@ class Sweep:
     """srun --mpi plugin for MPI backends (pmi2 or pmix)."""
     request_gpus: bool
     """Ask Slurm for gpus_per_node GPUs per node (--gres=gpu:G)."""
-    nics: tuple[str, ...]
-    """NIC (HCA) name of each local GPU index, in plane order; empty when unknown."""
     tags: dict[str, str]
-    """Fabric and topology tags recorded with every result."""
+    """Fabric and topology tags recorded with every result; the topology (a topologies
+    preset name or cluster TOML file) also gives each rank its NIC environment."""
     ops: tuple[Op, ...]
     """Ops to run, in spec order."""
     backends: tuple[str, ...]
@@ -161,10 +160,6 @@ def parse(text: str, path: str = "<spec>") -> Sweep:
     rank_maps = ctx.names(matrix_t, "matrix", "rank_maps", RANK_MAPS, ["block"])
     if any(k == "rank_map" for k, _ in knobs) and "rank_maps" in matrix_t:
         raise ctx.err("compare", "rank_map", "also set in [matrix] rank_maps; keep one")
-    sbatch = {k: ctx.string(sweep_t, "sweep", k) for k in ("partition", "account", "time_limit")}
-    sbatch = {k: v for k, v in sbatch.items() if v}
-    sbatch["extra"] = " ".join(ctx.strings(sweep_t, "sweep", "sbatch", []))
-    tags = {k: ctx.string(cluster_t, "cluster", k) for k in ("fabric", "topology")}
     return Sweep(
         name=ctx.safe_name(sweep_t),
         path=path,
@@ -172,13 +167,12 @@ def parse(text: str, path: str = "<spec>") -> Sweep:
         seed=ctx.integer(sweep_t, "sweep", "seed", None, minimum=0),
         blocks_per_task=ctx.integer(sweep_t, "sweep", "blocks_per_task", 0, minimum=0),
         runner=tuple(ctx.strings(sweep_t, "sweep", "runner", [])),
-        sbatch=sbatch,
+        sbatch=ctx.sbatch(sweep_t),
         nodes=ctx.counts(cluster_t, "nodes", 1),
         gpus_per_node=ctx.counts(cluster_t, "gpus_per_node", 1),
-        mpi=ctx.string(cluster_t, "cluster", "mpi") or "pmi2",
+        mpi=ctx.mpi(cluster_t),
         request_gpus=ctx.boolean(cluster_t, "cluster", "request_gpus", True),
-        nics=tuple(ctx.strings(cluster_t, "cluster", "nics", [])),
-        tags={k: v for k, v in tags.items() if v},
+        tags=ctx.present(cluster_t, "cluster", ("fabric", "topology")),
         ops=ops,
         backends=ctx.names(matrix_t, "matrix", "backends", BACKENDS, ["gloo"]),
         codecs=tuple(ctx.strings(matrix_t, "matrix", "codecs", ["none"])),
@@ -234,6 +228,20 @@ class _Ctx:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise self.err(table, key, f"{value!r} is not a list of strings")
         return value
+
+    def present(self, body: dict[str, Any], table: str, keys: tuple[str, ...]) -> dict[str, str]:
+        values = {k: self.string(body, table, k) for k in keys}
+        return {k: v for k, v in values.items() if v}
+
+    def sbatch(self, body: dict[str, Any]) -> dict[str, str]:
+        options = self.present(body, "sweep", ("partition", "account", "time_limit"))
+        return {**options, "extra": " ".join(self.strings(body, "sweep", "sbatch", []))}
+
+    def mpi(self, body: dict[str, Any]) -> str:
+        plugin = self.string(body, "cluster", "mpi") or "pmi2"
+        if not re.fullmatch(r"pmi2|pmix(_v\d+)?|cray_shasta", plugin):
+            raise self.err("cluster", "mpi", f"{plugin!r}: use an srun --mpi plugin (pmi2, pmix)")
+        return plugin
 
     def safe_name(self, body: dict[str, Any]) -> str:
         name = self.string(body, "sweep", "name")

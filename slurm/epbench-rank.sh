@@ -41,6 +41,9 @@ done
 
 mkdir -p "$step_dir"
 host=$(hostname)
+# the device is `local_rank` among the visible GPUs; name the physical GPU behind it
+IFS=, read -r -a visible <<<"${CUDA_VISIBLE_DEVICES:-}"
+gpu=${visible[local_rank]:-$local_rank}
 knob_list=$(
   IFS=,
   echo "${knobs[*]}"
@@ -49,8 +52,8 @@ knob_list=$(
   printf 'rank\tlocal_rank\tnode_id\thost\tnode_name\tgpu\tcuda_visible\tnic\t'
   printf 'job_id\tstep_id\tstep_nodelist\tknobs\n'
   printf '%s\t' "$rank" "$local_rank" "${SLURM_NODEID:--}" "$host" \
-    "${SLURMD_NODENAME:-${PMI_HOSTNAME:-$host}}" "$local_rank" "${CUDA_VISIBLE_DEVICES:-all}" \
-    "${NCCL_IB_HCA:-${UCX_NET_DEVICES:--}}" "${SLURM_JOB_ID:--}" "${SLURM_STEP_ID:--}" \
+    "${SLURMD_NODENAME:-${PMI_HOSTNAME:-$host}}" "$gpu" "${CUDA_VISIBLE_DEVICES:-all}" \
+    "${UCX_NET_DEVICES:-${NCCL_IB_HCA:--}}" "${SLURM_JOB_ID:--}" "${SLURM_STEP_ID:--}" \
     "${SLURM_STEP_NODELIST:--}"
   printf '%s\n' "${knob_list:--}"
 } >"${step_dir}/rank-${rank}.tsv"

@@ -118,7 +118,7 @@ def deepep_meta(xt: torch.Tensor, valid: torch.Tensor):  # type: ignore[no-untyp
     finite, ax = finite_abs(xt)
     amax = ax.amax(dim=-1)
     amin = torch.where(valid, ax, float("inf")).amin(dim=-1)
-    nan = bf16_value(torch.tensor(BF16_NAN, device=xt.device))
+    nan = bf16_value(torch.full((), BF16_NAN, dtype=I64, device=xt.device))
     return torch.where(finite, amax, nan), torch.where(finite, amin, nan), ax
 
 

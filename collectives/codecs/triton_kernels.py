@@ -23,12 +23,12 @@ from collectives.codecs.spec import (
     LOGFMT_CLAMP_LN,
     TILE,
     CodecSpec,
-    fp8_decode_table,
     meta_row_bytes,
     num_tiles,
     packed_bytes,
     row_bytes,
 )
+from collectives.codecs.torch_ops import fp8_table
 
 try:
     import triton
@@ -53,13 +53,6 @@ def available() -> bool:
 @functools.lru_cache(maxsize=16)
 def _device_consts(device: str) -> torch.Tensor:
     return torch.tensor(CONSTS, dtype=torch.float64, device=device)
-
-
-@functools.lru_cache(maxsize=16)
-def _device_table(fmt_name: str, device: str) -> torch.Tensor:
-    from collectives.codecs.spec import FP8_FORMATS
-
-    return torch.from_numpy(fp8_decode_table(FP8_FORMATS[fmt_name])).to(device)
 
 
 if triton is not None:
@@ -322,7 +315,7 @@ def decode(spec: CodecSpec, wire: torch.Tensor, num_tokens: int, hidden: int) ->
     grid = _grid(num_tokens, hidden)
     if spec.kind == "fp8":
         assert spec.fp8 is not None
-        table = _device_table(spec.fp8.name, str(wire.device))
+        table = fp8_table(spec.fp8.name, str(wire.device))
         _fp8_decode[grid](wire, table, out, num_tokens, hidden, row, mb, ROWS=ROWS,
                           enable_fp_fusion=False)  # fmt: skip
     else:

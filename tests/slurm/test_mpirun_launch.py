@@ -7,20 +7,26 @@ and which NIC its env file gave it. Then the runner itself runs from the same fi
 
 from __future__ import annotations
 
-import importlib.util
 import pathlib
 import subprocess
 import sys
 
 import pytest
 
-from bench.cmd_mpirun import placement, rank_env, rank_rows
+from bench.cmd_mpirun import layout, load_topology, rank_rows
 from results.schema import Header, Record, parse_line
 from tests.conftest import cli_env, mpiexec, run_cli
 
 pytestmark = [pytest.mark.mpi, pytest.mark.timeout(180)]
 HOSTS = ("nodeA", "nodeB")
-NICS = ("mlx5_0", "mlx5_1")
+TOPOLOGY = """\
+name = "two-plane"
+fabric = "multi-plane"
+num_nodes = 2
+gpus_per_node = 2
+nics_per_node = 2
+num_planes = 2
+"""
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +41,7 @@ def hydra() -> str:
 
 
 def _gen(out: pathlib.Path, rank_map: str) -> None:
+    (out / "two.toml").write_text(TOPOLOGY)
     argv = [
         "mpirun",
         "gen",
@@ -44,8 +51,8 @@ def _gen(out: pathlib.Path, rank_map: str) -> None:
         "2",
         "--rank-map",
         rank_map,
-        "--nics",
-        ",".join(NICS),
+        "--topology",
+        str(out / "two.toml"),
         "-o",
         str(out),
     ]
@@ -83,17 +90,24 @@ def test_machinefile_places_ranks_as_the_map_says(hydra, tmp_path, rank_map):
     proc = _launch(hydra, tmp_path, "true")
     assert proc.returncode == 0, proc.stderr
     rows = rank_rows(tmp_path / "ranks")
+    lay = layout(rank_map, 2, 2, load_topology(str(tmp_path / "two.toml"), 2, 2))
     expected = [
-        (str(rank), HOSTS[node], str(local), rank_env(rank_map, node, local, NICS)["NCCL_IB_HCA"])
-        for rank, (node, local) in enumerate(placement(rank_map, 2, 2))
+        (
+            str(rank),
+            HOSTS[node],
+            str(local),
+            str((local + node) % 2 if rank_map == "misaligned" else local),
+            env["UCX_NET_DEVICES"],
+        )
+        for rank, ((node, local), env) in enumerate(zip(lay.places, lay.envs, strict=True))
     ]
-    assert [(r["rank"], r["node_name"], r["local_rank"], r["nic"]) for r in rows] == expected
+    assert [
+        (r["rank"], r["node_name"], r["local_rank"], r["gpu"], r["nic"]) for r in rows
+    ] == expected
 
 
 def test_runner_runs_from_the_generated_machinefile(hydra, tmp_path):
     _gen(tmp_path, "block")
-    has_mpi = importlib.util.find_spec("collectives.backends.mpi") is not None
-    backend = "mpi" if has_mpi else "gloo"
     result = tmp_path / "out.jsonl"
     proc = _launch(
         hydra,
@@ -104,7 +118,7 @@ def test_runner_runs_from_the_generated_machinefile(hydra, tmp_path):
         "run",
         "allreduce",
         "--backend",
-        backend,
+        "mpi",
         "--gpus-per-node",
         "2",
         "-b",

@@ -3,6 +3,7 @@ partition check against the real local cluster."""
 
 from __future__ import annotations
 
+import pathlib
 import shutil
 import subprocess
 
@@ -23,8 +24,7 @@ sbatch = ["--exclusive", "--qos=normal"]
 [cluster]
 nodes = [1, 2]
 gpus_per_node = 2
-nics = ["mlx5_0", "mlx5_1"]
-topology = "deepseek-mpft"
+topology = "two.toml"
 
 [[op]]
 name = "alltoall"
@@ -40,6 +40,21 @@ pxn = ["on", "off"]
 """
 
 
+TOPOLOGY = """\
+name = "two-plane"
+fabric = "multi-plane"
+num_nodes = 2
+gpus_per_node = 2
+nics_per_node = 2
+num_planes = 2
+"""
+
+
+def _write_spec(folder: pathlib.Path, text: str = SPEC) -> None:
+    (folder / "t.toml").write_text(text)
+    (folder / "two.toml").write_text(TOPOLOGY)
+
+
 def _epbench(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return run_cli(argv, ROOT, timeout=60, env=env)
 
@@ -53,7 +68,7 @@ def _one_line_error(proc: subprocess.CompletedProcess, text: str) -> None:
 def test_gen_writes_scripts_that_pass_shellcheck(tmp_path):
     if shutil.which("shellcheck") is None:
         pytest.skip("shellcheck not installed (scripts/install-system-deps.sh adds it)")
-    (tmp_path / "t.toml").write_text(SPEC)
+    _write_spec(tmp_path)
     proc = _epbench("slurm", "gen", str(tmp_path / "t.toml"), "-o", str(tmp_path / "out"))
     assert proc.returncode == 0, proc.stderr
     scripts = sorted((tmp_path / "out" / "jobs").glob("*.sbatch"))
@@ -72,7 +87,7 @@ def test_gen_writes_scripts_that_pass_shellcheck(tmp_path):
     assert "run_step n2g2-b000-s0 pmi2 block" in text or "run_step n2g2-b000-s0 none" in text
     assert "--mpi=pmi2" not in text and " pmi2 cyclic cyclic-n2g2 " in text
     assert "--backend nccl --gpus-per-node 2 --redop max --codec fp8 -o" in text
-    assert ("--topology deepseek-mpft" in text) == _run_parser_accepts("--topology")
+    assert (f"--topology {tmp_path}/two.toml" in text) == _run_parser_accepts("--topology")
     statics = [ROOT / "slurm" / "local-cluster.sh", ROOT / "slurm" / "epbench-rank.sh"]
     check = subprocess.run(
         ["shellcheck", "-s", "bash", *map(str, scripts + statics)],
@@ -84,13 +99,36 @@ def test_gen_writes_scripts_that_pass_shellcheck(tmp_path):
     assert check.returncode == 0, check.stdout
 
 
-def test_misaligned_env_files_shift_the_nic_by_node(tmp_path):
-    (tmp_path / "t.toml").write_text(SPEC)
+def _env_file(path: pathlib.Path) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in path.read_text().splitlines())
+
+
+def test_env_files_follow_the_rank_map(tmp_path):
+    _write_spec(tmp_path)
     assert _epbench("slurm", "gen", str(tmp_path / "t.toml"), "-o", str(tmp_path)).returncode == 0
     env = tmp_path / "env"
-    assert (env / "plane-aligned-n2g2" / "rank-2.env").read_text().startswith("NCCL_IB_HCA==mlx5_0")
-    assert (env / "misaligned-n2g2" / "rank-2.env").read_text().startswith("NCCL_IB_HCA==mlx5_1")
-    assert (env / "cyclic-n2g2" / "rank-1.env").read_text().startswith("NCCL_IB_HCA==mlx5_0")
+    # rank 2 = node 1, local 0: aligned uses GPU 0 and its NIC; misaligned rotates to GPU 1
+    aligned = _env_file(env / "plane-aligned-n2g2" / "rank-2.env")
+    assert aligned["UCX_NET_DEVICES"] == "mlx5_0:1" and "CUDA_VISIBLE_DEVICES" not in aligned
+    assert aligned["NCCL_IB_HCA"] == "=mlx5_0:1:0:0,mlx5_1:1:1:1"
+    misaligned = _env_file(env / "misaligned-n2g2" / "rank-2.env")
+    assert misaligned["UCX_NET_DEVICES"] == "mlx5_1:1"
+    assert misaligned["CUDA_VISIBLE_DEVICES"] == "1,0"
+    # cyclic: rank 1 is node 1, local 0
+    assert _env_file(env / "cyclic-n2g2" / "rank-1.env")["UCX_NET_DEVICES"] == "mlx5_0:1"
+
+
+def test_gen_refuses_a_folder_that_holds_a_sweep(tmp_path):
+    _write_spec(tmp_path)
+    assert _epbench("slurm", "gen", str(tmp_path / "t.toml"), "-o", str(tmp_path)).returncode == 0
+    proc = _epbench("slurm", "gen", str(tmp_path / "t.toml"), "-o", str(tmp_path))
+    _one_line_error(proc, "already holds a sweep (plan.json)")
+
+
+def test_topology_that_does_not_match_the_shape_is_refused(tmp_path):
+    _write_spec(tmp_path, SPEC.replace("gpus_per_node = 2", "gpus_per_node = 4"))
+    proc = _epbench("slurm", "gen", str(tmp_path / "t.toml"), "-o", str(tmp_path / "out"))
+    _one_line_error(proc, "two.toml' has 2 GPUs per node but the launch runs 4 ranks per node")
 
 
 def test_unknown_key_is_one_line_naming_file_line_and_key(tmp_path):
@@ -109,7 +147,7 @@ def test_missing_spec_and_foreign_folder(tmp_path):
 
 
 def test_submit_without_slurm_says_so(tmp_path):
-    (tmp_path / "t.toml").write_text(SPEC)
+    _write_spec(tmp_path)
     env = {"PATH": str(tmp_path / "empty")}
     proc = _epbench(
         "slurm", "gen", str(tmp_path / "t.toml"), "-o", str(tmp_path), "--submit", env=env
@@ -134,7 +172,7 @@ def test_submit_refuses_more_than_the_partition_has(slurm_cluster, tmp_path, nod
     text = SPEC.replace("nodes = [1, 2]", f"nodes = {nodes}").replace(
         "gpus_per_node = 2", f"gpus_per_node = {tasks}"
     )
-    (tmp_path / "t.toml").write_text(text)
+    (tmp_path / "t.toml").write_text(text.replace('topology = "two.toml"\n', ""))
     env = {"SLURM_CONF": slurm_cluster.env["SLURM_CONF"]}
     proc = _epbench(
         "slurm", "gen", str(tmp_path / "t.toml"), "-o", str(tmp_path), "--submit", env=env
@@ -143,3 +181,18 @@ def test_submit_refuses_more_than_the_partition_has(slurm_cluster, tmp_path, nod
         proc, f"{nodes} nodes x {tasks} tasks do not fit partition debug (2 nodes of 2 CPUs)"
     )
     assert not (tmp_path / "jobs.json").exists()
+
+
+@pytest.mark.parametrize("name", ["ib-adaptive-routing.toml", "rank-map-alignment.toml"])
+def test_example_specs_generate_clean_scripts(tmp_path, name):
+    spec = ROOT / "slurm" / "examples" / name
+    proc = _epbench("slurm", "gen", str(spec), "-o", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    scripts = [str(p) for p in (tmp_path / "jobs").glob("*.sbatch")]
+    rank3 = sorted((tmp_path / "env").glob("*-n*g8/rank-3.env"))
+    assert scripts and rank3 and all("UCX_NET_DEVICES=mlx5_3:1" in p.read_text() for p in rank3)
+    if shutil.which("shellcheck"):
+        check = subprocess.run(
+            ["shellcheck", "-s", "bash", *scripts], capture_output=True, text=True, check=False
+        )
+        assert check.returncode == 0, check.stdout

@@ -10,26 +10,16 @@ metadata; the blocks must have run in the planned interleaved order.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import pathlib
 import re
-import sys
 import time
 
 import pytest
 
 from results.schema import Header, Record, parse_line
-from tests.slurm.conftest import ROOT
 
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(420)]
-
-# The MPI backend runs through the runner once it is installed; until then a small mpi4py
-# program (tests/slurm/payload.py) stands in for it so that srun --mpi=pmi2 is still tested.
-if importlib.util.find_spec("collectives.backends.mpi") is None:
-    MPI_RUNNER = f'runner = ["{sys.executable}", "{ROOT / "tests" / "slurm" / "payload.py"}"]'
-else:
-    MPI_RUNNER = ""
 
 COMMON = """
 [cluster]
@@ -52,7 +42,6 @@ name = "ab"
 repeats = 3
 seed = 17
 blocks_per_task = 2
-{MPI_RUNNER}
 {COMMON}
 [matrix]
 backends = ["mpi"]
@@ -168,6 +157,12 @@ def test_ab_results_analyze_per_arm(sweeps):
         assert meta["slurm"]["array_job_id"] == sweeps["ab_job"]
         assert meta["slurm"]["array_task_id"] == "0"
         assert [r["node_name"] for r in meta["slurm"]["ranks"]] == ["n1", "n1", "n2", "n2"]
+        # srun --mpi=pmi2 is the MPI library's PMI server; the runner saw the arm's knob
+        assert meta["launcher"] == "mpich" and meta["environment"]["PMI_SIZE"] == "4"
+        assert meta["backend"]["mpi_library"].startswith("MPICH")
+        knob, value = meta["sweep"]["arm"].split("=")
+        assert meta["environment"][knob] == value == meta["sweep"]["env"][knob]
+        assert meta["environment"]["SLURM_STEP_ID"] == meta["slurm"]["step_id"]
         for rec in lines[1:]:
             if isinstance(rec, Record):
                 rows += [(meta["sweep"]["arm"], rec.size_bytes, t) for t in rec.times_s]

@@ -117,7 +117,6 @@ class _MoEOp(Collective):
         engine: MoEEngine = bufs.state["engine"]
         setup = engine.setup
         per_rank = engine.bytes_per_rank()
-        layout = engine.layout
         return {
             "moe": {
                 "setup": {
@@ -129,7 +128,7 @@ class _MoEOp(Collective):
                 "gpus_per_node": comm.local_world,
                 "tokens_per_rank": setup.num_tokens,
                 "tokens_total": setup.num_tokens * comm.world,
-                "pairs_per_rank": int((layout.topk_slot >= 0).sum()),
+                "pairs_per_rank": [int(n) for n in engine.source.traffic().pairs.sum(axis=1)],
                 "dispatch_token_bytes": engine.payload_bytes,
                 "combine_token_bytes": engine.codec_combine.wire_bytes(1, setup.hidden),
                 "meta_bytes_per_row": int(bufs.state["packed"].shape[1]) - engine.payload_bytes,

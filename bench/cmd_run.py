@@ -206,7 +206,8 @@ def op_options(args: argparse.Namespace, world: int, local_world: int) -> dict[s
         opts["pair"] = resolve_pair(args.pair, world, local_world)
     moe = _moe_options()
     if moe is not None and ops_registry.op_class(args.op).size_unit == "tokens":
-        opts.update(moe.moe_op_kwargs(args))
+        moe.check_moe_args(args, world, args.gpus_per_node or local_world)
+        opts.update(moe.moe_op_kwargs(args, local_world))
     if args.op == "alltoallv":
         opts["generator"], opts["skew"] = args.generator, args.skew
         if args.matrix:

@@ -106,15 +106,25 @@ def test_toml_round_trip_and_overrides() -> None:
         ("nope", "unknown preset 'nope'"),
         ('fabric = "mesh"\nnum_nodes = 1\ngpus_per_node = 1\nnics_per_node = 1', "fabric 'mesh'"),
         ('fabric = "fat-tree"\nnum_nodes = 0\ngpus_per_node = 1\nnics_per_node = 1', "num_nodes=0"),
-        ('fabric = "multi-plane"\nnum_nodes = 2\ngpus_per_node = 8\nnics_per_node = 8\n'
-         'num_planes = 3', "not a multiple"),
-        ('fabric = "multi-plane"\nnum_nodes = 2\ngpus_per_node = 8\nnics_per_node = 8\n'
-         'num_planes = 8\nforwarding = "none"', "cannot reach each other"),
-        ('fabric = "fat-tree"\nnum_nodes = 1\ngpus_per_node = 1\nnics_per_node = 1\nbogus = 1',
-         "bad cluster fields"),
+        (
+            'fabric = "multi-plane"\nnum_nodes = 2\ngpus_per_node = 8\nnics_per_node = 8\n'
+            "num_planes = 3",
+            "not a multiple",
+        ),
+        (
+            'fabric = "multi-plane"\nnum_nodes = 2\ngpus_per_node = 8\nnics_per_node = 8\n'
+            'num_planes = 8\nforwarding = "none"',
+            "cannot reach each other",
+        ),
+        (
+            'fabric = "fat-tree"\nnum_nodes = 1\ngpus_per_node = 1\nnics_per_node = 1\nbogus = 1',
+            "bad cluster fields",
+        ),
         ("x = [", "does not parse"),
-        ('fabric = "fat-tree"\nnum_nodes=1\ngpus_per_node=1\nnics_per_node=1\nscale_out = "eth"',
-         "unknown link profile"),
+        (
+            'fabric = "fat-tree"\nnum_nodes=1\ngpus_per_node=1\nnics_per_node=1\nscale_out = "eth"',
+            "unknown link profile",
+        ),
     ],
 )
 def test_bad_cluster_descriptions_name_the_value(text: str, needle: str) -> None:

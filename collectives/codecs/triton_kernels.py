@@ -38,11 +38,13 @@ except ImportError:  # pragma: no cover - CPU-only installs
 
 ROWS = 4
 KERNEL_KINDS = ("fp8", "logfmt")
-# Float64 constants by index: ATANH_COEFFS (9), EXP2_COEFFS (14), LN2, INV_LN2, SQRT_HALF,
+# Float64 constants by index: ATANH_COEFFS, EXP2_COEFFS, LN2, INV_LN2, SQRT_HALF,
 # LOGFMT_CLAMP_LN.
 CONSTS = (*detmath.ATANH_COEFFS, *detmath.EXP2_COEFFS, detmath.LN2, detmath.INV_LN2,
           detmath.SQRT_HALF, LOGFMT_CLAMP_LN)  # fmt: skip
-I_LN2, I_INV_LN2, I_SQRT_HALF, I_CLAMP = 23, 24, 25, 26
+NUM_ATANH, NUM_EXP2 = len(detmath.ATANH_COEFFS), len(detmath.EXP2_COEFFS)
+I_LN2 = NUM_ATANH + NUM_EXP2
+I_INV_LN2, I_SQRT_HALF, I_CLAMP = I_LN2 + 1, I_LN2 + 2, I_LN2 + 3
 
 
 def available() -> bool:
@@ -62,6 +64,7 @@ if triton is not None:
     FP8_MIN_TILE_AMAX_C = tl.constexpr(FP8_MIN_TILE_AMAX)
     I_LN2_C, I_INV_LN2_C = tl.constexpr(I_LN2), tl.constexpr(I_INV_LN2)
     I_SQRT_HALF_C, I_CLAMP_C = tl.constexpr(I_SQRT_HALF), tl.constexpr(I_CLAMP)
+    NA_C, NE_C = tl.constexpr(NUM_ATANH), tl.constexpr(NUM_EXP2)
 
     @triton.jit
     def _log2_det(v, C):  # type: ignore[no-untyped-def]
@@ -74,18 +77,18 @@ if triton is not None:
         e = tl.where(small, e - 1, e)
         u = (mant - 1.0) / (mant + 1.0)
         u2 = u * u
-        p = tl.load(C + 8)
-        for j in tl.static_range(8):
-            p = p * u2 + tl.load(C + 7 - j)
+        p = tl.load(C + NA_C - 1)
+        for j in tl.static_range(NA_C - 1):
+            p = p * u2 + tl.load(C + NA_C - 2 - j)
         return e.to(tl.float64) + (2.0 * u * p) * tl.load(C + I_INV_LN2_C)
 
     @triton.jit
     def _exp2_det(y, C):  # type: ignore[no-untyped-def]
         k = tl.floor(y + 0.5)
         r = y - k
-        p = tl.load(C + 9 + 13)
-        for j in tl.static_range(13):
-            p = p * r + tl.load(C + 9 + 12 - j)
+        p = tl.load(C + NA_C + NE_C - 1)
+        for j in tl.static_range(NE_C - 1):
+            p = p * r + tl.load(C + NA_C + NE_C - 2 - j)
         scale = ((k.to(tl.int64) + 1023) << 52).to(tl.float64, bitcast=True)
         return p * scale
 
@@ -192,7 +195,7 @@ if triton is not None:
         phi = tl.where(step > 0, phi, 0.0)
         m = tl.where(small == small, small, 0.0).to(tl.float64)[:, None]
         lnx = _ln_det(tl.where(ax > 0, ax, 1.0).to(tl.float64), C)
-        u = (lnx - m) / safe[:, None] - phi[:, None]
+        u = (lnx - m) * (1.0 / safe)[:, None] - phi[:, None]
         k = tl.minimum(tl.maximum(tl.floor(u) + 2.0, 1.0), KMAX * 1.0)
         k = tl.where(step[:, None] > 0, k, 1.0)
         k = tl.where(lnx < m - tl.load(C + I_LN2_C), 0.0, k)

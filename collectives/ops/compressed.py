@@ -22,7 +22,7 @@ import torch
 
 from collectives import codecs
 from collectives.backends.base import Comm
-from collectives.ops.base import Buffers, Collective, Sizes, elem_bytes
+from collectives.ops.base import Buffers, Collective, Sizes, elem_bytes, ring_matrix
 
 LAYOUTS = ("alltoall", "allgather")
 PAYLOAD_DTYPES = ("float32", "bfloat16")
@@ -84,10 +84,10 @@ class Compressed(Collective):
 
     # ---- pure byte accounting -------------------------------------------------------
     def tokens(self, size_bytes: int, dtype: str, world: int) -> tuple[int, int]:
-        """(tokens sent, tokens received) per rank at nccl-tests `size`."""
-        base = self.base.sizes(size_bytes, dtype, world)
-        per_block = base.send_count // world if self.name == "alltoall" else base.send_count
-        per_block //= self.hidden
+        """(tokens sent, tokens received) per rank at nccl-tests `size`: both layouts move
+        blocks of size / world bytes (alltoall: per peer; allgather: per rank), rounded
+        down to whole tokens."""
+        per_block = size_bytes // elem_bytes(dtype) // world // self.hidden
         if per_block == 0:
             need = world * self.hidden * elem_bytes(dtype)
             raise ValueError(
@@ -116,11 +116,12 @@ class Compressed(Collective):
         return row / (self.hidden * elem_bytes(dtype))
 
     def traffic_matrix(self, size_bytes: int, dtype: str, world: int) -> np.ndarray:
-        """Wire bytes between ranks: the base op's matrix scaled by the codec's ratio."""
-        base = self.base.traffic_matrix(
-            self.sizes(size_bytes, dtype, world).size_bytes, dtype, world
-        )
-        return base * self.wire_ratio(dtype)
+        """Wire bytes between ranks (alltoall: every pair; allgather: nccl-tests' ring)."""
+        per_block = self.tokens(size_bytes, dtype, world)[1] // world
+        block_bytes = float(self.codec.wire_bytes(per_block, self.hidden))
+        if self.name == "alltoall":
+            return np.full((world, world), block_bytes, dtype=np.float64)
+        return ring_matrix(world, block_bytes * (world - 1))
 
     # ---- calls on a communicator ----------------------------------------------------
     def make_inputs(self, comm: Comm, size_bytes: int, dtype: str) -> Buffers:

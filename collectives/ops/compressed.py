@@ -29,13 +29,19 @@ PAYLOAD_DTYPES = ("float32", "bfloat16")
 DEFAULT_HIDDEN = 7168
 
 
-def as_torch(buf: Any) -> torch.Tensor:
-    """A torch view of a backend buffer (torch tensor, numpy array, or DLPack array)."""
+def as_torch(buf: Any, dtype: str | None = None) -> torch.Tensor:
+    """A torch view of a backend buffer (torch tensor, numpy array incl. ml_dtypes'
+    bfloat16, or a DLPack array holding bfloat16 as raw 16-bit words)."""
     if isinstance(buf, torch.Tensor):
-        return buf
-    if isinstance(buf, np.ndarray):
-        return torch.from_numpy(buf)
-    return torch.from_dlpack(buf)
+        tensor = buf
+    elif isinstance(buf, np.ndarray):
+        raw = buf.view(f"u{buf.itemsize}") if buf.dtype.type.__module__ == "ml_dtypes" else buf
+        tensor = torch.from_numpy(raw)
+    else:
+        tensor = torch.from_dlpack(buf)
+    if dtype == "bfloat16" and tensor.dtype in (torch.uint16, torch.int16):
+        tensor = tensor.view(torch.bfloat16)
+    return tensor
 
 
 def payload_tokens(seed: int, rank: int, num_tokens: int, hidden: int) -> np.ndarray:
@@ -135,7 +141,7 @@ class Compressed(Collective):
         return Buffers(sizes=s, dtype=dtype, send=send, recv=wire_recv, state=state)
 
     def _encode(self, bufs: Buffers) -> Any:
-        x = as_torch(bufs.send).view(bufs.state["sent"], self.hidden)
+        x = as_torch(bufs.send, bufs.dtype).view(bufs.state["sent"], self.hidden)
         wire = self.codec.encode(x)
         send = bufs.state["wire_send"]
         if isinstance(send, torch.Tensor):
@@ -165,10 +171,8 @@ class Compressed(Collective):
         per_block = received // comm.world
         parts = []
         for src in range(comm.world):
-            x = as_torch(
-                comm.from_numpy(payload_tokens(self.seed, src, sent, self.hidden), bufs.dtype)
-            )
-            x = x.view(sent, self.hidden)
+            tokens = comm.from_numpy(payload_tokens(self.seed, src, sent, self.hidden), bufs.dtype)
+            x = as_torch(tokens, bufs.dtype).view(sent, self.hidden)
             if self.name == "alltoall":
                 x = x[comm.rank * per_block : (comm.rank + 1) * per_block]
             parts.append(self.codec.decode(self.codec.encode(x), per_block, self.hidden))

@@ -216,31 +216,28 @@ if triton is not None:
         hi_shift_right = tl.where(pos < 64, 64 - pos, 1)
         hi_part = tl.where(pos >= 64, groups << hi_shift_left,
                            tl.where(pos + N > 64, groups >> hi_shift_right, 0))  # fmt: skip
-        lo = tl.sum(lo_part, axis=2)
-        hi = tl.sum(hi_part, axis=2)
-        base = rows.to(tl.int64) * ROW + MB + tl.program_id(1) * 16 * N
-        offs = tl.arange(0, 16)[None, :] * N
-        for b in tl.static_range(N):
-            if b < 8:  # noqa: SIM108 - a compile-time branch
-                byte = (lo >> (8 * b)) & 0xFF
-            else:
-                byte = (hi >> (8 * (b - 8))) & 0xFF
-            inside = (rows < T) & (tl.program_id(1) * 16 * N + offs + b < CODE_BYTES)
-            tl.store(wire_ptr + base + offs + b, byte.to(tl.uint8), mask=inside)
+        lo = tl.sum(lo_part, axis=2)[:, :, None]
+        hi = tl.sum(hi_part, axis=2)[:, :, None]
+        # byte b of each group: bits 8b.. of lo (b < 8) or of hi; one masked [ROWS, 16, 16]
+        # store writes the N bytes of all 16 groups contiguously
+        b = tl.arange(0, 16)[None, None, :]
+        byte = tl.where(b < 8, lo >> (tl.where(b < 8, b, 0) * 8).to(tl.uint64),
+                        hi >> (tl.where(b >= 8, b - 8, 0) * 8).to(tl.uint64)) & 0xFF  # fmt: skip
+        pos = tl.program_id(1) * 16 * N + tl.arange(0, 16)[None, :, None] * N + b
+        inside = (rows[:, :, None] < T) & (b < N) & (pos < CODE_BYTES)
+        row_base = rows[:, :, None].to(tl.int64) * ROW + MB
+        tl.store(wire_ptr + row_base + pos, byte.to(tl.uint8), mask=inside)
 
     @triton.jit
     def _unpack(wire_ptr, rows, T, ROW, MB, CODE_BYTES, N: tl.constexpr, ROWS: tl.constexpr):  # type: ignore[no-untyped-def]
-        base = rows.to(tl.int64) * ROW + MB + tl.program_id(1) * 16 * N
-        offs = tl.arange(0, 16)[None, :] * N
-        lo = tl.zeros((ROWS, 16), tl.uint64)
-        hi = tl.zeros((ROWS, 16), tl.uint64)
-        for b in tl.static_range(N):
-            inside = (rows < T) & (tl.program_id(1) * 16 * N + offs + b < CODE_BYTES)
-            byte = tl.load(wire_ptr + base + offs + b, mask=inside, other=0).to(tl.uint64)
-            if b < 8:
-                lo = lo | (byte << (8 * b))
-            else:
-                hi = hi | (byte << (8 * (b - 8)))
+        b = tl.arange(0, 16)[None, None, :]
+        pos = tl.program_id(1) * 16 * N + tl.arange(0, 16)[None, :, None] * N + b
+        inside = (rows[:, :, None] < T) & (b < N) & (pos < CODE_BYTES)
+        row_base = rows[:, :, None].to(tl.int64) * ROW + MB
+        byte = tl.load(wire_ptr + row_base + pos, mask=inside, other=0).to(tl.uint64)
+        lo = tl.sum(tl.where(b < 8, byte << (tl.where(b < 8, b, 0) * 8).to(tl.uint64), 0), axis=2)
+        hi = tl.sum(tl.where(b >= 8, byte << (tl.where(b >= 8, b - 8, 0) * 8).to(tl.uint64), 0),
+                    axis=2)  # fmt: skip
         pos = (tl.arange(0, 8) * N).to(tl.uint64)[None, None, :]
         lo3, hi3 = lo[:, :, None], hi[:, :, None]
         from_lo = lo3 >> tl.where(pos < 64, pos, 0)

@@ -81,17 +81,20 @@ def random_inputs() -> list[torch.Tensor]:
 
 
 def check_identity(inputs: list[torch.Tensor]) -> list[dict]:  # type: ignore[type-arg]
+    inputs = inputs + [t.to(torch.bfloat16) for t in inputs[:2]]
     rows = []
     for name in CHECK_CODECS:
         ref = codecs.get(name, impl="numpy")
+        wires = [ref.encode(x) for x in inputs]
+        wants = [
+            ref.decode(w, *x.shape).view(torch.int32) for w, x in zip(wires, inputs, strict=True)
+        ]
         for impl in impls():
             gpu = codecs.get(name, impl=impl)
             bad_wire = bad_dec = 0
-            for x in inputs + [t.to(torch.bfloat16) for t in inputs[:2]]:
-                wire = ref.encode(x)
+            for x, wire, want in zip(inputs, wires, wants, strict=True):
                 got = gpu.encode(x.cuda()).cpu()
                 bad_wire += int((got != wire).sum()) if got.shape == wire.shape else wire.numel()
-                want = ref.decode(wire, *x.shape).view(torch.int32)
                 dec = gpu.decode(wire.cuda(), *x.shape).cpu().view(torch.int32)
                 bad_dec += int((dec != want).sum())
             rows.append({"codec": name, "impl": impl, "wrong_wire_bytes": bad_wire,

@@ -219,7 +219,7 @@ def logfmt_level(a, m, step, phi, kmax):  # type: ignore[no-untyped-def]
     lnx = ln_det(np.float64(a))
     k = 1.0
     if step > 0:
-        k = min(max(math.floor((lnx - m) / step - phi) + 2.0, 1.0), float(kmax))
+        k = min(max(math.floor((lnx - m) * (1.0 / step) - phi) + 2.0, 1.0), float(kmax))
     if lnx < m - LN2:
         return 0
     return int(k)

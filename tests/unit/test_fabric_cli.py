@@ -101,6 +101,7 @@ def test_simulate_user_errors(capsys: pytest.CaptureFixture[str], tmp_path: path
         ["simulate", "-b", "1G", "-e", "1M"],
         ["simulate", "--nodes", "2", "--op", "dispatch", "--experts", "7"],
         ["simulate", "--preset", "deepseek-mpft", "--forwarding", "none"],
+        ["simulate", "--preset", "deepseek-mpft-16k", "--op", "alltoallv"],
     ):
         assert main([*argv, "-o", str(tmp_path / "x.jsonl")]) == 2, argv
         err = capsys.readouterr().err

@@ -67,11 +67,49 @@ def reduce_pattern(rank: int, num_elems: int, seed: int) -> np.ndarray:
     return (((idx * 3 + rank * 5 + seed) % 3) - 1).astype(np.float64)
 
 
-def count_wrong(got: np.ndarray, expected: np.ndarray) -> int:
-    """Elements that differ (NaN counts as wrong)."""
+def count_wrong(got: np.ndarray, expected: np.ndarray, rel_tol: float = 0.0) -> int:
+    """Elements that differ by more than `rel_tol` relative (NaN counts as wrong)."""
     if got.shape != expected.shape:
         return int(max(got.size, expected.size))
-    return int(np.count_nonzero(~(got == expected)))
+    if rel_tol == 0.0:
+        return int(np.count_nonzero(~(got == expected)))
+    ok = np.abs(got - expected) <= rel_tol * np.maximum(1.0, np.abs(expected))
+    return int(np.count_nonzero(~ok))
+
+
+_REDUCERS = {"sum": np.sum, "prod": np.prod, "max": np.max, "min": np.min, "avg": np.mean}
+
+
+def reduce_expected(redop: str, world: int, count: int, seed: int, dtype: str) -> np.ndarray:
+    """Host reference of `redop` over every rank's `reduce_pattern` (float64)."""
+    if redop not in _REDUCERS:
+        raise ValueError(f"unknown reduction {redop!r}; choose one of {sorted(_REDUCERS)}")
+    stack = np.stack([reduce_pattern(r, count, seed) for r in range(world)])
+    result: np.ndarray = _REDUCERS[redop](stack, axis=0)
+    return result
+
+
+def check_tolerance(redop: str, dtype: str) -> float:
+    """Relative tolerance of a check: zero (exact) except for avg, which divides."""
+    if redop != "avg":
+        return 0.0
+    return {"bfloat16": 1e-2, "float16": 1e-3}.get(dtype, 1e-6)
+
+
+def ring_matrix(world: int, bytes_per_rank: float) -> np.ndarray:
+    """[src, dst] bytes of a ring: each rank sends `bytes_per_rank` to its successor."""
+    matrix = np.zeros((world, world), dtype=np.float64)
+    if world > 1:
+        matrix[np.arange(world), (np.arange(world) + 1) % world] = bytes_per_rank
+    return matrix
+
+
+def too_small(op: str, size_bytes: int, dtype: str, world: int, min_bytes: int) -> ValueError:
+    """The error for a size that leaves an op nothing to send."""
+    return ValueError(
+        f"size {size_bytes} B is too small for {op} with {dtype} at {world} ranks; "
+        f"the smallest size is {min_bytes} B (raise -b)"
+    )
 
 
 class Collective(abc.ABC):
@@ -81,6 +119,8 @@ class Collective(abc.ABC):
     has_redop: ClassVar[bool] = False
     has_root: ClassVar[bool] = False
     min_ranks: ClassVar[int] = 1
+    time_divisor: ClassVar[float] = 1.0
+    """Timed samples are divided by this (pingpong: 2, a round trip -> one way)."""
     size_unit: ClassVar[str] = "bytes"
     """What a sweep point means: `bytes` (nccl-tests size) or `tokens` (MoE ops)."""
 
@@ -119,9 +159,10 @@ class Collective(abc.ABC):
         comm.synchronize()
         if bufs.expected is None:
             return 0
-        return count_wrong(comm.to_numpy(bufs.recv), bufs.expected)
+        tol = check_tolerance(self.redop, bufs.dtype)
+        return count_wrong(comm.to_numpy(bufs.recv), bufs.expected, tol)
 
-    def reset(self, comm: Comm, bufs: Buffers) -> None:
+    def reset(self, comm: Comm, bufs: Buffers) -> None:  # noqa: B027 - optional hook
         """Restore buffers an in-place op overwrote (called before `check` runs)."""
 
     def extra(self, comm: Comm, bufs: Buffers, num_iters: int) -> dict[str, Any]:

@@ -1,0 +1,177 @@
+"""One benchmark process from start to end: communicator, preflight, results file, teardown.
+
+`Session` creates the backend's communicator from the detected launch, confirms the node
+layout against hostnames, refuses to go on when ranks disagree on the configuration
+(a hash of it is all-gathered before anything is timed), writes the header, and owns the
+watchdog whose firing closes the results file cleanly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import hashlib
+import json
+import os
+import pathlib
+import sys
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from bench import launch as launch_mod
+from bench import metadata
+from bench.errors import UsageError
+from bench.output import ResultWriter
+from bench.watchdog import Watchdog
+from collectives import backends
+from collectives.backends.base import BackendUnavailable, Comm, CommError, LaunchInfo
+from results.schema import Header
+
+
+def default_backend() -> str:
+    """nccl (CuPy) when a GPU and CuPy are there, torch-nccl with a GPU only, else gloo."""
+    gpus = pathlib.Path("/proc/driver/nvidia/gpus")
+    if not (gpus.is_dir() and any(gpus.iterdir())):
+        return "gloo"  # no NVIDIA driver: skip importing torch just to learn that
+    try:
+        import torch
+
+        has_gpu = torch.cuda.is_available()
+    except ImportError:
+        has_gpu = False
+    if not has_gpu:
+        return "gloo"
+    try:
+        import cupy  # noqa: F401
+    except ImportError:
+        return "torch-nccl"
+    return "nccl"
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    text = json.dumps(config, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _differences(configs: list[Mapping[str, Any]]) -> str:
+    base = configs[0]
+    for rank, other in enumerate(configs[1:], start=1):
+        keys = sorted(k for k in set(base) | set(other) if base.get(k) != other.get(k))
+        if keys:
+            key = keys[0]
+            return (
+                f"rank 0 has {key}={base.get(key)!r} but rank {rank} has {key}={other.get(key)!r}"
+            )
+    return "configurations differ"
+
+
+class Session:
+    """Holds the communicator, watchdog and writer of one process."""
+
+    def __init__(
+        self,
+        *,
+        backend: str,
+        timeout_s: float,
+        gpus_per_node: int | None,
+        options: Mapping[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.env = dict(os.environ if env is None else env)
+        self.detected = launch_mod.detect(self.env)
+        self.virtual_nodes = gpus_per_node is not None
+        self.launch: LaunchInfo = launch_mod.launch_info(
+            self.detected,
+            gpus_per_node=gpus_per_node,
+            timeout_s=timeout_s * 1.5 + 5,
+            options=options,
+        )
+        self.backend = backend
+        self.timeout_s = timeout_s
+        self.writer: ResultWriter | None = None
+        self.dog = Watchdog(timeout_s, self.detected.rank, on_fire=self._on_timeout)
+        try:
+            # start-up imports libraries and waits for late ranks: allow it more time
+            with self.dog.guard(f"starting backend {backend}", max(timeout_s, 120.0)):
+                self.comm: Comm = backends.create(backend, self.launch)
+        except BackendUnavailable as exc:
+            self.dog.close()
+            raise UsageError(str(exc), exit_code=3) from None
+        except CommError as exc:
+            self.dog.close()
+            raise UsageError(str(exc), exit_code=1) from None
+
+    @property
+    def rank(self) -> int:
+        return self.comm.rank
+
+    def _on_timeout(self, message: str) -> None:
+        if self.writer is not None:
+            self.writer.close(status="error", message=message)
+            message += f" (results so far: {self.writer.path})"
+        print(f"epbench: error: {message}", file=sys.stderr, flush=True)
+
+    def preflight(self, config: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Gather host facts, confirm nodes, refuse mismatched configs. Returns rank facts."""
+        with self.dog.guard("preflight (config hash and host facts)"):
+            mine = config_hash(config)
+            hashes = self.comm.gather_object(mine)
+            if len(set(hashes)) > 1:
+                configs = self.comm.gather_object(dict(config))
+                raise UsageError(
+                    "ranks disagree on the configuration: "
+                    f"{_differences(configs)}; launch every rank with the same command line"
+                )
+            facts = self.comm.gather_object(metadata.local_facts())
+        if self.backend != "fake":
+            launch_mod.confirm_nodes(
+                [f["hostname"] for f in facts], self.launch, self.virtual_nodes
+            )
+        return list(facts)
+
+    def rank_map(self) -> list[dict[str, Any]]:
+        per_node = self.launch.local_world
+        return [
+            {"rank": r, "node": r // per_node, "local_rank": r % per_node}
+            for r in range(self.launch.world)
+        ]
+
+    def open_results(
+        self,
+        path: pathlib.Path,
+        *,
+        config: Mapping[str, Any],
+        rank_facts: list[dict[str, Any]],
+        argv: list[str],
+        overwrite: bool,
+        extra: Mapping[str, Any] | None = None,
+    ) -> ResultWriter | None:
+        """Rank 0 opens the file and writes the header; other ranks get None."""
+        if self.rank != 0:
+            return None
+        self.writer = ResultWriter(path, overwrite=overwrite)
+        meta = metadata.run_metadata(
+            argv=argv,
+            launcher=self.detected.launcher,
+            backend_facts=self.comm.facts(),
+            rank_facts=rank_facts,
+            rank_map=self.rank_map(),
+            env=self.env,
+            extra=extra,
+        )
+        header = Header(
+            run_id=uuid.uuid4().hex,
+            created_utc=datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            metadata=meta,
+            config=dict(config),
+        )
+        self.writer.header(header)
+        return self.writer
+
+    def close(self, status: str = "ok", message: str = "") -> None:
+        if self.writer is not None:
+            self.writer.close(status=status, message=message)
+        self.dog.close()
+        with contextlib.suppress(Exception):
+            self.comm.close()

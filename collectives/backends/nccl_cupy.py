@@ -1,0 +1,419 @@
+"""The `nccl` backend: NCCL called directly through CuPy's bindings (`cupy.cuda.nccl`).
+
+This is the path nccl-tests measures: one NCCL communicator per process, every call issued on
+one dedicated non-blocking CUDA stream, all-to-all as grouped send/recv, CUDA events on that
+stream for timing, and `capture` recording `num_iters` calls into one CUDA graph replayed on
+the same stream (nccl-tests' `-G`). The unique id is created on rank 0 and handed out through
+a torch.distributed TCPStore at `LaunchInfo.master_addr:master_port`, which also carries small
+host objects (`gather_object`, `split`). The GPU is `host_local_rank` modulo the visible GPUs.
+
+Buffers are CuPy arrays; bfloat16 and float8 are stored as raw uint16/uint8 and passed to NCCL
+with its own type codes (ncclBfloat16, and ncclFloat8e4m3/e5m2 when the NCCL library has them,
+2.24 or newer). Data-movement ops move bytes, so every dtype moves. CuPy and torch are
+imported only by `create`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import pickle
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from collectives.backends import buffers as bf
+from collectives.backends import calls
+from collectives.backends.base import BackendUnavailable, CommError, LaunchInfo, canonical_dtype
+
+# ncclDataType_t and ncclRedOp_t values from nccl.h (stable ABI); CuPy's constants are used
+# when it exposes them, these only fill the gaps CuPy leaves (fp8 on older CuPy).
+NCCL_TYPES = {
+    "int8": 0,
+    "uint8": 1,
+    "int32": 2,
+    "float16": 6,
+    "float32": 7,
+    "float64": 8,
+    "bfloat16": 9,
+    "float8_e4m3": 10,
+    "float8_e5m2": 11,
+}
+_CUPY_TYPE_NAMES = {
+    "int8": "NCCL_INT8",
+    "uint8": "NCCL_UINT8",
+    "int32": "NCCL_INT32",
+    "float16": "NCCL_FLOAT16",
+    "float32": "NCCL_FLOAT32",
+    "float64": "NCCL_FLOAT64",
+    "bfloat16": "NCCL_BFLOAT16",
+    "float8_e4m3": "NCCL_FLOAT8E4M3",
+    "float8_e5m2": "NCCL_FLOAT8E5M2",
+}
+NCCL_OPS = {"sum": 0, "prod": 1, "max": 2, "min": 3, "avg": 4}
+_MIN_VERSION = {"bfloat16": 20_900, "float8_e4m3": 22_400, "float8_e5m2": 22_400, "avg": 21_000}
+
+
+def nccl_type(dtype: str, cupy_constants: Mapping[str, int], nccl_version: int) -> int:
+    """NCCL type code for reducing `dtype`; ValueError when this NCCL cannot reduce it. Pure.
+
+    `cupy_constants` is `vars(cupy.cuda.nccl)` (or a test's stand-in); `nccl_version` is
+    `nccl.get_version()` (e.g. 22809 for 2.28.9).
+    """
+    dtype = canonical_dtype(dtype)
+    name = _CUPY_TYPE_NAMES[dtype]
+    if name in cupy_constants:
+        return int(cupy_constants[name])
+    if nccl_version < _MIN_VERSION.get(dtype, 0):
+        raise ValueError(
+            f"NCCL {format_version(nccl_version)} cannot reduce {dtype} (needs "
+            f"{format_version(_MIN_VERSION[dtype])}); move it with alltoall/allgather instead"
+        )
+    return NCCL_TYPES[dtype]
+
+
+def nccl_op(op: str, nccl_version: int) -> int:
+    """NCCL reduction op code; ValueError for unknown ops or avg before NCCL 2.10. Pure."""
+    if op not in NCCL_OPS:
+        raise ValueError(f"unknown reduction op {op!r}; choose one of: {', '.join(NCCL_OPS)}")
+    if nccl_version < _MIN_VERSION.get(op, 0):
+        raise ValueError(f"op {op} needs NCCL {format_version(_MIN_VERSION[op])}")
+    return NCCL_OPS[op]
+
+
+def format_version(code: int) -> str:
+    """22809 -> '2.28.9' (NCCL's version code since 2.9)."""
+    return f"{code // 10000}.{code // 100 % 100}.{code % 100}"
+
+
+class CudaEventTimer:
+    """start/stop record CUDA events on the communication stream; events come from a pool
+    refilled in `start`, so no allocation sits between an op and its stop event."""
+
+    def __init__(self, cupy: Any, stream: Any) -> None:
+        self._cupy, self._stream = cupy, stream
+        self._pool: list[Any] = []
+        self._pairs: list[tuple[Any, Any]] = []
+        self._begin: Any = None
+
+    def start(self) -> None:
+        if len(self._pool) < 2:
+            self._pool.extend(self._cupy.cuda.Event() for _ in range(256))
+        self._begin = self._pool.pop()
+        self._begin.record(self._stream)
+
+    def stop(self) -> None:
+        end = self._pool.pop()
+        end.record(self._stream)
+        self._pairs.append((self._begin, end))
+
+    def elapsed_s(self) -> list[float]:
+        self._stream.synchronize()
+        elapsed = self._cupy.cuda.get_elapsed_time
+        return [elapsed(a, b) / 1e3 for a, b in self._pairs]
+
+
+class NcclComm:
+    """`Comm` over a CuPy NcclCommunicator; see the module docstring."""
+
+    backend = "nccl"
+
+    def __init__(self, ctx: dict[str, Any], comm: Any, rank: int, world: int, place: dict) -> None:
+        self._ctx = ctx
+        self._cupy, self._nccl, self._store = ctx["cupy"], ctx["nccl"], ctx["store"]
+        self._comm = comm
+        self.rank, self.world = rank, world
+        self.local_rank, self.local_world = place["local_rank"], place["local_world"]
+        self.node, self.num_nodes = place["node"], place["num_nodes"]
+        self.device = "cuda"
+        self.stream = self._cupy.cuda.Stream(non_blocking=True)
+        self._plans = calls.Plans()
+        self._dtypes: dict[int, tuple[Any, str]] = {}
+        self._graphs: list[Any] = []
+        self._num_objects = 0
+        self._version = int(self._nccl.get_version())
+        self._consts = vars(self._nccl)
+        self._alloc = bf.Allocator(kind="cupy", arena=bf.HostArena(), device_index=ctx["device"])
+        self._flag = self._cupy.zeros(1, np.float32)
+
+    # ---- facts and buffers ----------------------------------------------------------------
+    def facts(self) -> dict[str, Any]:
+        cupy = self._cupy
+        props = cupy.cuda.runtime.getDeviceProperties(self._ctx["device"])
+        name = props["name"]
+        return {
+            "nccl_version": format_version(self._version),
+            "nccl_build_version": format_version(int(self._nccl.get_build_version())),
+            "cupy_version": cupy.__version__,
+            "cuda_runtime_version": cupy.cuda.runtime.runtimeGetVersion(),
+            "gpu": name.decode() if isinstance(name, bytes) else str(name),
+            "device_index": self._ctx["device"],
+            "stream": "dedicated non-blocking stream",
+            "alltoall": "grouped ncclSend/ncclRecv",
+            "bootstrap": "torch.distributed TCPStore",
+            "fp8_reductions": self.supports_reduction("float8_e4m3"),
+        }
+
+    def supports_dtype(self, dtype: str) -> bool:
+        return canonical_dtype(dtype) in bf.NUMPY_DTYPES
+
+    def supports_reduction(self, dtype: str) -> bool:
+        try:
+            nccl_type(dtype, self._consts, self._version)
+        except ValueError:
+            return False
+        return True
+
+    def empty(self, count: int, dtype: str) -> Any:
+        if count < 0:
+            raise ValueError(f"count={count} must be >= 0")
+        dtype = canonical_dtype(dtype)
+        buf = self._alloc.empty(count, dtype)
+        self._dtypes[id(buf)] = (_weak(buf), dtype)
+        return buf
+
+    def from_numpy(self, array: np.ndarray, dtype: str) -> Any:
+        buf = self.empty(int(np.asarray(array).size), dtype)
+        bf.fill_from_numpy(buf, array, canonical_dtype(dtype), self._alloc.host(buf.size, dtype))
+        self._cupy.cuda.Device().synchronize()  # the copy ran on another stream
+        return buf
+
+    def to_numpy(self, buf: Any) -> np.ndarray:
+        self.stream.synchronize()
+        return bf.to_float64(buf, self._dtype(buf), self._alloc.host)
+
+    def _dtype(self, buf: Any) -> str:
+        entry = self._dtypes.get(id(buf))
+        if entry is not None and entry[0]() is buf:
+            return entry[1]
+        native = bf.dtype_of_native(buf)
+        if native is None:
+            raise ValueError(f"cannot tell the dtype of a {type(buf).__name__}; use comm.empty()")
+        return native
+
+    def _call(self, key: tuple[Any, ...], a: Any, b: Any, build: Any, *args: Any) -> None:
+        entry = self._plans.entries.get(key)
+        if entry is not None and entry[0]() is a and entry[1]() is b:
+            run = entry[2]
+        else:
+            run = self._plans.put(key, a, b, build(*args), None)
+        try:
+            run()
+        except self._nccl.NcclError as exc:
+            raise CommError(f"NCCL {key[0]} failed on rank {self.rank}: {exc}") from None
+
+    # ---- collectives ----------------------------------------------------------------------
+    def all_to_all(self, out, inp, send_counts=None, recv_counts=None) -> None:
+        sc = None if send_counts is None else tuple(send_counts)
+        rc = None if recv_counts is None else tuple(recv_counts)
+        key = ("all_to_all", id(out), id(inp), sc, rc)
+        self._call(key, out, inp, self._plan_all_to_all, out, inp, sc, rc)
+
+    def _plan_all_to_all(self, out, inp, sc, rc) -> calls.Run:
+        itemsize = bf.numpy_dtype(self._dtype(inp)).itemsize
+        s_lay = calls.all_to_all_layout(sc, self.world, bf.nbytes_of(inp), itemsize, "send")
+        r_lay = calls.all_to_all_layout(rc, self.world, bf.nbytes_of(out), itemsize, "receive")
+        if sc is None and s_lay.counts_bytes[0] > r_lay.counts_bytes[0]:
+            raise ValueError(
+                f"all_to_all: output {bf.nbytes_of(out)} B < input {bf.nbytes_of(inp)} B"
+            )
+        sp, rp = bf.device_pointer(inp), bf.device_pointer(out)
+        peers = [
+            (
+                p,
+                sp + s_lay.displs_bytes[p],
+                s_lay.counts_bytes[p],
+                rp + r_lay.displs_bytes[p],
+                r_lay.counts_bytes[p],
+            )
+            for p in range(self.world)
+        ]
+        return self._grouped(peers)
+
+    def _grouped(self, peers: list[tuple[int, int, int, int, int]]) -> calls.Run:
+        """send (addr, bytes) to / recv (addr, bytes) from each peer, fused by groupStart/End."""
+        nccl, comm, stream, u8 = self._nccl, self._comm, self.stream.ptr, NCCL_TYPES["uint8"]
+
+        def run() -> None:
+            nccl.groupStart()
+            try:
+                for peer, s_addr, s_bytes, r_addr, r_bytes in peers:
+                    if s_bytes >= 0:
+                        comm.send(s_addr, s_bytes, u8, peer, stream)
+                    if r_bytes >= 0:
+                        comm.recv(r_addr, r_bytes, u8, peer, stream)
+            finally:
+                nccl.groupEnd()
+
+        return run
+
+    def all_reduce(self, out, inp, op: str = "sum") -> None:
+        key = ("all_reduce", id(out), id(inp), op)
+        self._call(key, out, inp, self._plan_reduce, out, inp, op, False)
+
+    def reduce_scatter(self, out, inp, op: str = "sum") -> None:
+        key = ("reduce_scatter", id(out), id(inp), op)
+        self._call(key, out, inp, self._plan_reduce, out, inp, op, True)
+
+    def _plan_reduce(self, out, inp, op: str, scatter: bool) -> calls.Run:
+        dtype = self._dtype(inp)
+        code, op_code = nccl_type(dtype, self._consts, self._version), nccl_op(op, self._version)
+        in_bytes, out_bytes = bf.nbytes_of(inp), bf.nbytes_of(out)
+        if scatter:
+            calls.check_multiple(out_bytes, in_bytes, self.world, "reduce_scatter")
+        elif in_bytes != out_bytes:
+            raise ValueError(f"all_reduce: input {in_bytes} B != output {out_bytes} B")
+        count = out_bytes // bf.numpy_dtype(dtype).itemsize
+        sp, rp = bf.device_pointer(inp), bf.device_pointer(out)
+        comm, stream = self._comm, self.stream.ptr
+        if scatter:
+            return lambda: comm.reduceScatter(sp, rp, count, code, op_code, stream)
+        return lambda: comm.allReduce(sp, rp, count, code, op_code, stream)
+
+    def all_gather(self, out, inp) -> None:
+        self._call(("all_gather", id(out), id(inp)), out, inp, self._plan_gather, out, inp)
+
+    def _plan_gather(self, out, inp) -> calls.Run:
+        nbytes = bf.nbytes_of(inp)
+        calls.check_multiple(nbytes, bf.nbytes_of(out), self.world, "all_gather")
+        sp, rp = bf.device_pointer(inp), bf.device_pointer(out)
+        comm, stream = self._comm, self.stream.ptr
+        u8 = NCCL_TYPES["uint8"]
+        return lambda: comm.allGather(sp, rp, nbytes, u8, stream)
+
+    def send(self, buf, peer: int) -> None:
+        self._call(("send", id(buf), peer), buf, None, self._plan_p2p, buf, peer, None, -1)
+
+    def recv(self, buf, peer: int) -> None:
+        self._call(("recv", id(buf), peer), buf, None, self._plan_p2p, None, -1, buf, peer)
+
+    def send_recv(self, sendbuf, dst: int, recvbuf, src: int) -> None:
+        key = ("send_recv", id(sendbuf), dst, id(recvbuf), src)
+        self._call(key, sendbuf, recvbuf, self._plan_p2p, sendbuf, dst, recvbuf, src)
+
+    def _plan_p2p(self, sendbuf, dst: int, recvbuf, src: int) -> calls.Run:
+        for peer in (dst, src):
+            if peer != -1 and not 0 <= peer < self.world:
+                raise ValueError(f"peer rank {peer} outside world of {self.world} ranks")
+        peers = []
+        if sendbuf is not None:
+            peers.append((dst, bf.device_pointer(sendbuf), bf.nbytes_of(sendbuf), 0, -1))
+        if recvbuf is not None:
+            peers.append((src, 0, -1, bf.device_pointer(recvbuf), bf.nbytes_of(recvbuf)))
+        return self._grouped(peers)
+
+    # ---- synchronisation, timing, graphs ------------------------------------------------------
+    def barrier(self) -> None:
+        self._comm.allReduce(
+            self._flag.data.ptr, self._flag.data.ptr, 1, NCCL_TYPES["float32"], 0, self.stream.ptr
+        )
+        self.stream.synchronize()
+
+    def synchronize(self) -> None:
+        self.stream.synchronize()
+
+    def timer(self) -> CudaEventTimer:
+        return CudaEventTimer(self._cupy, self.stream)
+
+    def capture(self, fn: Callable[[], None], num_iters: int) -> Callable[[], None] | None:
+        """Record `num_iters` calls of `fn` (which must issue work on this comm) in one graph."""
+        if num_iters < 1:
+            raise ValueError(f"num_iters={num_iters} must be >= 1")
+        fn()  # prepare plans outside the capture
+        self.stream.synchronize()
+        self.stream.begin_capture()
+        try:
+            for _ in range(num_iters):
+                fn()
+        finally:
+            graph = self.stream.end_capture()
+        if hasattr(graph, "upload"):  # pre-load the graph so the first replay is not slower
+            graph.upload(self.stream)
+        self._graphs.append(graph)
+        stream = self.stream
+        return lambda: graph.launch(stream)
+
+    # ---- host objects ---------------------------------------------------------------------------
+    def gather_object(self, obj: Any) -> list[Any]:
+        self._num_objects += 1
+        prefix = f"{self._ctx['prefix']}/obj{self._num_objects}"
+        self._store.set(f"{prefix}/{self.rank}", pickle.dumps(obj))
+        return [pickle.loads(self._store.get(f"{prefix}/{r}")) for r in range(self.world)]
+
+    def max_over_ranks(self, values: np.ndarray) -> np.ndarray:
+        host = np.ascontiguousarray(values, dtype=np.float64)
+        with self.stream:  # copy on the communication stream, ordered before the reduction
+            dev = self._cupy.asarray(host)
+        ptr = dev.data.ptr
+        self._comm.allReduce(ptr, ptr, host.size, NCCL_TYPES["float64"], 2, self.stream.ptr)
+        self.stream.synchronize()
+        return self._cupy.asnumpy(dev)
+
+    def split(self, color: int, key: int) -> NcclComm:
+        members = self.gather_object((color, key, self.rank, self.node))
+        group = sorted((k, r, n) for c, k, r, n in members if c == color)
+        index = [r for _, r, _ in group].index(self.rank)
+        name = f"{self._ctx['prefix']}/split{self._num_objects}/{color}"
+        uid = _exchange_uid(self._nccl, self._store, name, leader=index == 0)
+        comm = self._nccl.NcclCommunicator(len(group), uid, index)
+        place = calls.placement([n for _, _, n in group], index)
+        ctx = {**self._ctx, "prefix": name}
+        return NcclComm(ctx, comm, index, len(group), place)
+
+    def abort(self) -> None:
+        """Abort the communicator (for a watchdog: unblocks ranks stuck in NCCL)."""
+        self._comm.abort()
+
+    def close(self) -> None:
+        self._plans.clear()
+        self._graphs.clear()
+        if self._comm is not None:
+            self.stream.synchronize()
+            self._comm.destroy()
+            self._comm = None
+
+
+def _weak(buf: Any) -> Any:
+    import weakref
+
+    return weakref.ref(buf)
+
+
+def _exchange_uid(nccl: Any, store: Any, key: str, leader: bool) -> Any:
+    if leader:
+        uid = nccl.get_unique_id()
+        store.set(key, pickle.dumps(uid))
+        return uid
+    return pickle.loads(store.get(key))
+
+
+def create(launch: LaunchInfo) -> NcclComm:
+    """Pick the GPU, rendezvous through a TCPStore, and create the NCCL communicator.
+
+    `launch.options` (the runner passes MPI's options to every backend) are ignored."""
+    try:
+        import cupy
+        from cupy.cuda import nccl
+        from torch.distributed import TCPStore
+    except ImportError as exc:
+        raise BackendUnavailable(
+            f"the nccl backend needs CuPy with NCCL and torch ({exc}); "
+            "pip install 'epbench[cuda,torch]' on a GPU machine"
+        ) from None
+    num_gpus = cupy.cuda.runtime.getDeviceCount()
+    if num_gpus == 0:
+        raise BackendUnavailable("the nccl backend needs a CUDA GPU; none is visible")
+    device = launch.host_local_rank % num_gpus
+    cupy.cuda.Device(device).use()
+    store = TCPStore(
+        launch.master_addr,
+        launch.master_port,
+        launch.world,
+        launch.rank == 0,
+        timeout=datetime.timedelta(seconds=launch.timeout_s),
+    )
+    uid = _exchange_uid(nccl, store, "epbench/nccl/uid", leader=launch.rank == 0)
+    comm = nccl.NcclCommunicator(launch.world, uid, launch.rank)
+    ctx = {"cupy": cupy, "nccl": nccl, "store": store, "device": device, "prefix": "epbench/nccl"}
+    place = {k: getattr(launch, k) for k in ("local_rank", "local_world", "node", "num_nodes")}
+    return NcclComm(ctx, comm, launch.rank, launch.world, place)

@@ -25,6 +25,7 @@ from results.schema import Footer, Header, Record
 from topologies import Cluster, RankMap, Uniform, simulate
 from topologies import traffic as tr
 from topologies.rankmap import KINDS
+from topologies.simulate import MAX_FLOWS
 
 OPS = ("alltoall", "alltoallv", "dispatch", "combine")
 TOKEN_OPS = ("dispatch", "combine")
@@ -78,18 +79,27 @@ def shape_matrix(op: str, rmap: RankMap, cluster: Cluster, moe: MoeShape, seed: 
     if op == "alltoall":
         return Uniform(world=world, bytes_per_pair=1.0)
     if op == "alltoallv":
+        if world * (world - 1) > MAX_FLOWS:
+            raise UsageError(
+                f"alltoallv on {world} ranks needs {world * (world - 1)} flows, over the model's "
+                f"{MAX_FLOWS}; use --ranks or --nodes to shrink it"
+            )
         return tr.alltoallv_matrix(1 << 20, world, seed=seed)
     try:
-        d = tr.dispatch_matrix(
-            world=world, gpus_per_node=cluster.gpus_per_node, tokens_per_rank=1,
-            bytes_per_token=moe.dispatch_bytes(), num_experts=moe.num_experts, topk=moe.topk,
+        per_pair = tr.dispatch_pair_bytes(
+            world=world,
+            gpus_per_node=cluster.gpus_per_node,
+            tokens_per_rank=1,
+            bytes_per_token=moe.dispatch_bytes(),
+            num_experts=moe.num_experts,
+            topk=moe.topk,
             node_limit=moe.node_limit,
-        )  # fmt: skip
+        )
     except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    return (
-        d if op == "dispatch" else tr.combine_matrix(d, moe.dispatch_bytes(), moe.combine_bytes())
-    )
+        raise UsageError(f"{exc} (see --experts, --topk, --node-limit)") from None
+    if op == "combine":  # the transpose of a uniform matrix, in combine bytes per token
+        per_pair *= moe.combine_bytes() / moe.dispatch_bytes()
+    return Uniform(world=world, bytes_per_pair=per_pair)
 
 
 def unit_of(op: str, size: int, world: int) -> float:

@@ -98,10 +98,11 @@ def _freeze_link(
 @_jit
 def _fill(
     fptr: Any, flinks: Any, fw: Any, lptr: Any, lflows: Any, cap: Any, active: Any, rate: Any,
-    rel_tol: float,
+    rel_tol: float, active_wsum: Any,
 ) -> None:  # fmt: skip
-    """Max-min fair rates of active flows into `rate` (progressive filling)."""
-    wsum = _link_weights(fptr, flinks, fw, active, cap.size)
+    """Max-min fair rates of active flows into `rate` (progressive filling); `active_wsum` is
+    the weight of active flows on each link (kept up to date by the caller)."""
+    wsum = active_wsum.copy()
     remaining = cap.copy()
     frozen = ~active
     left = int(active.sum())
@@ -141,12 +142,14 @@ def _complete(
     num_flows = size.size
     remaining = size.astype(np.float64).copy()
     active = remaining > 0
+    weighted = fw.size > 1
+    active_wsum = _link_weights(fptr, flinks, fw, active, cap.size)
     finish = np.zeros(num_flows)
     rate = np.zeros(num_flows)
     now = 0.0
     events = 0
     while active.any():
-        _fill(fptr, flinks, fw, lptr, lflows, cap, active, rate, rel_tol)
+        _fill(fptr, flinks, fw, lptr, lflows, cap, active, rate, rel_tol, active_wsum)
         events += 1
         first = np.inf
         for f in range(num_flows):
@@ -167,6 +170,8 @@ def _complete(
                 if t <= cut:
                     finish[f] = now + t
                     active[f] = False
+                    for e in range(fptr[f], fptr[f + 1]):
+                        active_wsum[flinks[e]] -= fw[e] if weighted else 1.0
                     remaining[f] = 0.0
                 else:
                     remaining[f] -= rate[f] * step
@@ -198,7 +203,9 @@ def max_min_rates(
     lptr, lflows = _transpose(fptr, flinks, cap.size)
     num_flows = fptr.size - 1
     rate = np.zeros(num_flows)
-    _fill(fptr, flinks, fw, lptr, lflows, cap, np.ones(num_flows, dtype=np.bool_), rate, 0.0)
+    active = np.ones(num_flows, dtype=np.bool_)
+    wsum = _link_weights(fptr, flinks, fw, active, cap.size)
+    _fill(fptr, flinks, fw, lptr, lflows, cap, active, rate, 0.0, wsum)
     return cast(FloatArray, rate)
 
 

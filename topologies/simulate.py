@@ -29,6 +29,8 @@ from topologies.traffic import Uniform
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 Traffic = FloatArray | Uniform
+MAX_FLOWS = 20_000_000
+"""Largest number of (sub-)flows simulated one by one (about 3.4 GB)."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, eq=False)
@@ -257,6 +259,11 @@ def _simulate_flows(
     src, dst = src[keep].astype(np.int64), dst[keep].astype(np.int64)
     size = matrix[src, dst]
     nq = qps if layout.routing == "ecmp" else 1
+    if src.size * nq > MAX_FLOWS:
+        raise ValueError(
+            f"{src.size * nq} flows exceed the flow-level model's limit of {MAX_FLOWS} (about "
+            "170 B each); use fewer ranks or QPs, or a uniform all-to-all (solved per orbit)"
+        )
     qp = None
     if nq > 1:
         src, dst = np.repeat(src, nq), np.repeat(dst, nq)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -58,7 +59,7 @@ def _p_any(num_pool: int, num_mine: int, k: int) -> float:
     return 1.0 - math.comb(num_pool - num_mine, k) / math.comb(num_pool, k)
 
 
-def dispatch_matrix(
+def dispatch_pair_bytes(
     *,
     world: int,
     gpus_per_node: int,
@@ -67,11 +68,11 @@ def dispatch_matrix(
     num_experts: int,
     topk: int,
     node_limit: int = 0,
-) -> FloatArray:
-    """Expected [src, dst] dispatch bytes: a token goes once to each rank holding one of its
-    experts. Experts sit contiguously, num_experts/world per rank; each token picks `topk`
-    distinct experts uniformly, or (node_limit M > 0) M nodes uniformly then topk experts
-    among theirs."""
+) -> float:
+    """Expected dispatch bytes from one rank to another: a token goes once to each rank
+    holding one of its experts. Experts sit contiguously, num_experts/world per rank; each
+    token picks `topk` distinct experts uniformly, or (node_limit M > 0) M nodes uniformly
+    then topk experts among theirs."""
     if world < 1 or num_experts % world:
         raise ValueError(f"num_experts={num_experts} must be a multiple of world={world}")
     if world % gpus_per_node:
@@ -90,7 +91,13 @@ def dispatch_matrix(
         p = node_limit / num_nodes * _p_any(pool, per_rank, topk)
     else:
         p = _p_any(num_experts, per_rank, topk)
-    return np.full((world, world), tokens_per_rank * bytes_per_token * p)
+    return float(tokens_per_rank * bytes_per_token * p)
+
+
+def dispatch_matrix(**kwargs: Any) -> FloatArray:
+    """Expected [src, dst] dispatch bytes (every entry `dispatch_pair_bytes(**kwargs)`)."""
+    world = int(kwargs["world"])
+    return np.full((world, world), dispatch_pair_bytes(**kwargs))
 
 
 def combine_matrix(dispatch: FloatArray, dispatch_bytes: float, combine_bytes: float) -> FloatArray:

@@ -23,9 +23,33 @@ def _read(path: pathlib.Path) -> tuple[Header, list[Record], Footer]:
 
 def test_simulate_writes_predicted_records(tmp_path: pathlib.Path) -> None:
     out = tmp_path / "p.jsonl"
-    argv = ["simulate", "--preset", "deepseek-mpft", "--nodes", "4", "--compare",
-            "deepseek-mrft-roce", "--op", "alltoall", "--op", "dispatch", "--op", "combine",
-            "--op", "alltoallv", "-b", "1M", "-e", "16M", "-f", "4", "--seeds", "3", "-o", str(out)]  # fmt: skip  # noqa: E501
+    argv = [
+        "simulate",
+        "--preset",
+        "deepseek-mpft",
+        "--nodes",
+        "4",
+        "--compare",
+        "deepseek-mrft-roce",
+        "--op",
+        "alltoall",
+        "--op",
+        "dispatch",
+        "--op",
+        "combine",
+        "--op",
+        "alltoallv",
+        "-b",
+        "1M",
+        "-e",
+        "16M",
+        "-f",
+        "4",
+        "--seeds",
+        "3",
+        "-o",
+        str(out),
+    ]
     assert main(argv) == 0
     header, records, _ = _read(out)
     assert header.metadata["predicted"] is True
@@ -46,8 +70,24 @@ def test_simulate_writes_predicted_records(tmp_path: pathlib.Path) -> None:
 
 def test_predicted_alltoall_matches_nic_bound(tmp_path: pathlib.Path) -> None:
     out = tmp_path / "a.jsonl"
-    assert main(["simulate", "--preset", "deepseek-mrft", "--nodes", "4", "-b", "1G", "-e", "1G",
-                 "-o", str(out)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "simulate",
+                "--preset",
+                "deepseek-mrft",
+                "--nodes",
+                "4",
+                "-b",
+                "1G",
+                "-e",
+                "1G",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     (rec,) = _read(out)[1]
     world = 32
     scale_out_per_nic = (1 << 30) // world * (world - 8)  # each GPU's inter-node bytes
@@ -61,6 +101,7 @@ def test_simulate_user_errors(capsys: pytest.CaptureFixture[str], tmp_path: path
         ["simulate", "-b", "1G", "-e", "1M"],
         ["simulate", "--nodes", "2", "--op", "dispatch", "--experts", "7"],
         ["simulate", "--preset", "deepseek-mpft", "--forwarding", "none"],
+        ["simulate", "--preset", "deepseek-mpft-16k", "--op", "alltoallv"],
     ):
         assert main([*argv, "-o", str(tmp_path / "x.jsonl")]) == 2, argv
         err = capsys.readouterr().err

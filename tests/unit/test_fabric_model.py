@@ -24,12 +24,25 @@ from topologies.network import build_paths, make_layout
 NIC_BPS = 50e9
 
 
-def tree(num_nodes: int, radix: int = 16, oversubscription: float = 1.0, routing: str = "adaptive",
-         scale_out: str = "ib") -> object:  # fmt: skip
+def tree(
+    num_nodes: int,
+    radix: int = 16,
+    oversubscription: float = 1.0,
+    routing: str = "adaptive",
+    scale_out: str = "ib",
+) -> object:
     """One GPU and one NIC per node on a two-layer fat-tree."""
-    return make_cluster(name="t", fabric="fat-tree", num_nodes=num_nodes, gpus_per_node=1,
-                        nics_per_node=1, switch_radix=radix, oversubscription=oversubscription,
-                        routing=routing, scale_out=scale_out)  # fmt: skip
+    return make_cluster(
+        name="t",
+        fabric="fat-tree",
+        num_nodes=num_nodes,
+        gpus_per_node=1,
+        nics_per_node=1,
+        switch_radix=radix,
+        oversubscription=oversubscription,
+        routing=routing,
+        scale_out=scale_out,
+    )
 
 
 def shift_matrix(world: int, shift: int, size: float) -> np.ndarray:
@@ -54,8 +67,9 @@ def test_max_min_is_not_proportional_sharing() -> None:
     rates = max_min_rates(fptr, flinks, np.ones(1), np.array([1.0, 2.0]))
     assert rates.tolist() == pytest.approx([0.5, 0.5, 1.5])
     # when A and B finish, C takes the whole link: 1.5 B/s until t=2, then 2 B/s
-    finish, events = completion_times(fptr, flinks, np.ones(1), np.array([1.0, 2.0]),
-                                      np.array([1.0, 1.0, 4.0]))  # fmt: skip
+    finish, events = completion_times(
+        fptr, flinks, np.ones(1), np.array([1.0, 2.0]), np.array([1.0, 1.0, 4.0])
+    )
     assert finish.tolist() == pytest.approx([2.0, 2.0, 2.5]) and events == 2
 
 
@@ -103,9 +117,20 @@ def test_uniform_alltoall_is_bisection_bound_when_oversubscribed() -> None:
 
 
 def test_orbit_aggregation_is_exact() -> None:
-    cases = [deepseek_mpft(num_nodes=4), deepseek_mrft(num_nodes=8), tree(32, radix=8),
-             make_cluster(name="r", fabric="multi-plane", num_nodes=4, gpus_per_node=8,
-                          nics_per_node=8, num_planes=8, forwarding="receiver")]  # fmt: skip
+    cases = [
+        deepseek_mpft(num_nodes=4),
+        deepseek_mrft(num_nodes=8),
+        tree(32, radix=8),
+        make_cluster(
+            name="r",
+            fabric="multi-plane",
+            num_nodes=4,
+            gpus_per_node=8,
+            nics_per_node=8,
+            num_planes=8,
+            forwarding="receiver",
+        ),
+    ]
     for c in cases:
         rmap = make_rank_map(c, "block")
         u = Uniform(world=rmap.world, bytes_per_pair=3e6)

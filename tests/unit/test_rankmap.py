@@ -45,8 +45,15 @@ def test_kinds_place_ranks_as_named() -> None:
 
 def test_plane_aligned_puts_local_index_on_its_plane() -> None:
     # GPUs wired to NICs in a scrambled order: plane-aligned must undo it, block must not
-    c = make_cluster(name="s", fabric="multi-plane", num_nodes=2, gpus_per_node=4,
-                     nics_per_node=4, num_planes=4, gpu_nic=(2, 0, 3, 1))  # fmt: skip
+    c = make_cluster(
+        name="s",
+        fabric="multi-plane",
+        num_nodes=2,
+        gpus_per_node=4,
+        nics_per_node=4,
+        num_planes=4,
+        gpu_nic=(2, 0, 3, 1),
+    )
     aligned = make_rank_map(c, "plane-aligned")
     assert (aligned.plane(c) == aligned.local_rank % 4).all()
     assert not (make_rank_map(c, "block").plane(c) == np.arange(8) % 4).all()

@@ -72,8 +72,15 @@ def test_leaves_are_rail_aligned_or_in_node_order() -> None:
 
 
 def test_oversubscription_sets_ports_and_bisection() -> None:
-    c = make_cluster(name="x", fabric="fat-tree", num_nodes=64, gpus_per_node=1, nics_per_node=1,
-                     switch_radix=64, oversubscription=3.0)  # fmt: skip
+    c = make_cluster(
+        name="x",
+        fabric="fat-tree",
+        num_nodes=64,
+        gpus_per_node=1,
+        nics_per_node=1,
+        switch_radix=64,
+        oversubscription=3.0,
+    )
     assert (c.down_ports, c.up_ports) == (48, 16)
     nonblocking = make_cluster(**{**_fields(c), "oversubscription": 1.0})
     assert c.bisection_bytes_s() < nonblocking.bisection_bytes_s()
@@ -95,8 +102,10 @@ def test_toml_round_trip_and_overrides() -> None:
     c = cluster_from_toml(text, num_nodes=16)
     assert c.num_nodes == 16 and c.resolved_routing == "ecmp"
     assert load_cluster("deepseek-mrft", scale_out="roce").scale_out == ROCE_400G
-    inline = load_cluster('name = "t"\nfabric = "fat-tree"\nnum_nodes = 2\ngpus_per_node = 4\n'
-                          'nics_per_node = 2\nscale_out = { base = "ib", switch_latency_us = 1.0 }\n')  # fmt: skip  # noqa: E501
+    inline = load_cluster(
+        'name = "t"\nfabric = "fat-tree"\nnum_nodes = 2\ngpus_per_node = 4\n'
+        'nics_per_node = 2\nscale_out = { base = "ib", switch_latency_us = 1.0 }\n'
+    )
     assert inline.scale_out.switch_latency_us == 1.0 and inline.nic_of_gpu == (0, 0, 1, 1)
 
 

@@ -48,15 +48,19 @@ class LinkModel:
         self, op: Collective, size: int, dtype: str, world: int, records: list[Record]
     ) -> list[Record]:
         """Records of one point with link-class bytes and the link-rate bound added."""
-        from topologies.loads import link_class_bytes, link_rate_bound_s
+        from topologies.loads import link_facts
 
         try:
             matrix = op.traffic_matrix(size, dtype, world)
         except (NotImplementedError, ValueError):
             return records
-        links = link_class_bytes(self.cluster, self.rank_map, matrix)
-        bound_s = link_rate_bound_s(self.cluster, self.rank_map, matrix)
-        extra = {"links": links, "link_bound_s": bound_s, "topology": self.topology}
+        facts = link_facts(self.cluster, self.rank_map, matrix)  # one routing pass
+        extra = {
+            "links": facts["link_class_bytes"],
+            "link_bound_s": facts["link_rate_bound_s"],
+            "bottleneck_link": facts["bottleneck_link"],
+            "topology": self.topology,
+        }
         return [dataclasses.replace(r, extra={**r.extra, **extra}) for r in records]
 
 

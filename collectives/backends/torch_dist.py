@@ -239,10 +239,17 @@ class TorchComm:
             return None
         graph = torch.cuda.CUDAGraph()
         self._stream.synchronize()
-        with torch.cuda.graph(graph, stream=self._stream):
+        stream = self._stream
+        with torch.cuda.graph(graph, stream=stream):
             for _ in range(num_iters):
                 fn()
-        return graph.replay
+
+        def replay() -> None:
+            # replay() launches on the current stream; the timer's events are on ours
+            with torch.cuda.stream(stream):
+                graph.replay()
+
+        return replay
 
     # ---- host metadata --------------------------------------------------------------
     def gather_object(self, obj: Any) -> list[Any]:

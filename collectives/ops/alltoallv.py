@@ -7,8 +7,11 @@ decays with ring distance |src - dst|, e.g. traffic that stays near). algbw uses
 per-rank send size; the record also carries every rank's send/recv bytes and the busiest
 rank's bandwidth, which is what bounds the op. busbw factor (n-1)/n as for alltoall.
 
-Matrix file format: N lines of N non-negative numbers separated by spaces or commas;
-`#` starts a comment. Rows are senders, columns receivers (nccl-tests' convention).
+Matrix files follow nccl-tests' alltoallv (NCCL_TESTS_ALLTOALLV_MATRIX_FILE): a square
+matrix of non-negative numbers separated by whitespace (commas and `#` comments are also
+accepted), cell [i][j] = bytes rank i sends to rank j, times an optional scale; a larger
+matrix than the job uses its first N rows and columns. In that mode the counts come from
+the file, so the sweep has one point.
 """
 
 from __future__ import annotations
@@ -70,17 +73,25 @@ class AllToAllV(Collective):
             kind = self.options.get("generator", "uniform")
             return generate_matrix(kind, world, self.seed, self.options.get("skew", 1.1))
         matrix = np.asarray(matrix, dtype=np.float64)
-        if matrix.shape != (world, world):
+        if matrix.shape[0] < world:
             raise ValueError(
                 f"alltoallv matrix is {matrix.shape[0]} x {matrix.shape[1]} but the job has "
-                f"{world} ranks; give an N x N matrix with N = {world}"
+                f"{world} ranks; give an N x N matrix with N >= {world}"
             )
-        return matrix
+        return matrix[:world, :world]
+
+    def fixed_bytes(self) -> bool:
+        """True when a matrix file gives exact bytes (the sweep size is then ignored)."""
+        return self.options.get("matrix") is not None
 
     def counts(self, size_bytes: int, dtype: str, world: int) -> np.ndarray:
-        """[src, dst] element counts at sweep point `size_bytes`."""
+        """[src, dst] element counts at sweep point `size_bytes` (or from the file)."""
         weights = self.weights(world)
-        scale = size_bytes * world / weights.sum() / elem_bytes(dtype)
+        elem = elem_bytes(dtype)
+        if self.fixed_bytes():
+            scaled = weights * float(self.options.get("matrix_scale", 1.0))
+            return np.floor(scaled / elem).astype(np.int64)
+        scale = size_bytes * world / weights.sum() / elem
         return np.floor(weights * scale).astype(np.int64)
 
     def sizes(self, size_bytes: int, dtype: str, world: int) -> Sizes:

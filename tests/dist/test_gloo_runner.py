@@ -130,3 +130,21 @@ def test_fake_64_rank_dry_run(cli, tmp_path: pathlib.Path) -> None:
     assert {r["size_bytes"] for r in records} == {1 << 20, 8 << 20, 64 << 20}
     assert all(r["num_wrong"] == -1 for r in records)  # nothing moved, nothing checked
     assert all(r["bus_factor"] == pytest.approx(63 / 64) for r in records)
+
+
+def test_declared_topology_adds_link_classes_and_bound(cli, tmp_path: pathlib.Path) -> None:
+    out = tmp_path / "r.jsonl"
+    res = cli("run", "alltoall", "--np", "2", "-b", "1M", "-e", "1M", *FAST, "-o", str(out),
+              "--topology", "deepseek-mpft", "--rank-map", "plane-aligned", "--fabric", "ib",
+              "--label", "aligned")
+    assert res.returncode == 0, res.stderr
+    assert "bound(us)" in res.stdout
+    lines = read_run(out)
+    meta = lines[0]["metadata"]
+    assert (meta["fabric"], meta["topology"], meta["rank_map_name"], meta["label"]) == (
+        "ib", "deepseek-mpft", "plane-aligned", "aligned")
+    rec = next(line for line in lines if line["kind"] == "record")
+    links = rec["extra"]["links"]
+    # two ranks on one node: everything but the local copies stays on the scale-up fabric
+    assert links["intra_node_bytes"] == pytest.approx(rec["size_bytes"])
+    assert rec["extra"]["link_bound_s"] > 0

@@ -87,6 +87,10 @@ def test_alltoallv_generators_and_matrix_file() -> None:
         parse_matrix("1 -2\n1 2\n")
     with pytest.raises(ValueError, match="4 ranks"):
         ops.get("alltoallv", matrix=np.ones((3, 3))).sizes(1024, "float32", 4)
+    # nccl-tests semantics: exact bytes, first N rows/cols of a larger matrix, scale
+    m = parse_matrix("100 200 150\n50 100 75\n300 150 200\n")
+    op = ops.get("alltoallv", matrix=m, matrix_scale=4.0)
+    assert op.traffic_matrix(1, "float32", 2).tolist() == [[400, 800], [200, 400]]
 
 
 def test_unknown_op_and_generator() -> None:

@@ -13,9 +13,18 @@ from results.schema import Footer, Header, Record, SchemaError, parse_line
 
 
 def _record(**kw: object) -> Record:
-    base = dict(op="alltoall", backend="gloo", dtype="float32", mode="loop", size_bytes=1024,
-                count=256, num_ranks=2, times_s=[1e-5, 2e-5], bus_factor=0.5,
-                rank_times_s=[[1e-5, 2e-5], [0.5e-5, 1e-5]])
+    base = dict(
+        op="alltoall",
+        backend="gloo",
+        dtype="float32",
+        mode="loop",
+        size_bytes=1024,
+        count=256,
+        num_ranks=2,
+        times_s=[1e-5, 2e-5],
+        bus_factor=0.5,
+        rank_times_s=[[1e-5, 2e-5], [0.5e-5, 1e-5]],
+    )
     base.update(kw)
     return Record(**base)  # type: ignore[arg-type]
 
@@ -55,11 +64,21 @@ def test_record_validation() -> None:
 
 
 def test_environment_allowlist_and_redaction() -> None:
-    env = {"NCCL_IB_HCA": "mlx5_0", "HOME": "/root", "NCCL_API_TOKEN": "s3cret",
-           "SLURM_JOB_ID": "7", "AWS_SECRET_ACCESS_KEY": "x", "UCX_AUTH_KEY": "k"}
+    env = {
+        "NCCL_IB_HCA": "mlx5_0",
+        "HOME": "/root",
+        "NCCL_API_TOKEN": "s3cret",
+        "SLURM_JOB_ID": "7",
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "UCX_AUTH_KEY": "k",
+    }
     kept = environment(env)
-    assert kept == {"NCCL_IB_HCA": "mlx5_0", "NCCL_API_TOKEN": REDACTED, "SLURM_JOB_ID": "7",
-                    "UCX_AUTH_KEY": REDACTED}
+    assert kept == {
+        "NCCL_IB_HCA": "mlx5_0",
+        "NCCL_API_TOKEN": REDACTED,
+        "SLURM_JOB_ID": "7",
+        "UCX_AUTH_KEY": REDACTED,
+    }
 
 
 def test_watchdog_fires_and_names_the_phase() -> None:

@@ -35,20 +35,38 @@ def test_sweep_factor_and_step() -> None:
 
 
 def test_detect_order_torchrun_mpi_slurm() -> None:
-    torchrun = {"RANK": "3", "WORLD_SIZE": "8", "LOCAL_RANK": "3", "LOCAL_WORLD_SIZE": "4",
-                "MASTER_ADDR": "h0", "MASTER_PORT": "1234", "SLURM_PROCID": "0",
-                "SLURM_NTASKS": "8", "SLURM_STEP_ID": "0"}
+    torchrun = {
+        "RANK": "3",
+        "WORLD_SIZE": "8",
+        "LOCAL_RANK": "3",
+        "LOCAL_WORLD_SIZE": "4",
+        "MASTER_ADDR": "h0",
+        "MASTER_PORT": "1234",
+        "SLURM_PROCID": "0",
+        "SLURM_NTASKS": "8",
+        "SLURM_STEP_ID": "0",
+    }
     d = detect(torchrun)
     assert (d.launcher, d.rank, d.world, d.host_local_world) == ("torchrun", 3, 8, 4)
-    ompi = {"OMPI_COMM_WORLD_RANK": "5", "OMPI_COMM_WORLD_SIZE": "8",
-            "OMPI_COMM_WORLD_LOCAL_RANK": "1", "OMPI_COMM_WORLD_LOCAL_SIZE": "4"}
+    ompi = {
+        "OMPI_COMM_WORLD_RANK": "5",
+        "OMPI_COMM_WORLD_SIZE": "8",
+        "OMPI_COMM_WORLD_LOCAL_RANK": "1",
+        "OMPI_COMM_WORLD_LOCAL_SIZE": "4",
+    }
     d = detect(ompi)
     assert (d.launcher, d.rank, d.host_local_rank) == ("openmpi", 5, 1)
     mpich = {"PMI_RANK": "1", "PMI_SIZE": "2", "MPI_LOCALRANKID": "1", "MPI_LOCALNRANKS": "2"}
     assert detect(mpich).launcher == "mpich"
-    slurm = {"SLURM_PROCID": "6", "SLURM_NTASKS": "8", "SLURM_LOCALID": "2",
-             "SLURM_STEP_ID": "0", "SLURM_JOB_ID": "42", "SLURM_STEP_NODELIST": "n[1-2]",
-             "SLURM_STEP_TASKS_PER_NODE": "4(x2)"}
+    slurm = {
+        "SLURM_PROCID": "6",
+        "SLURM_NTASKS": "8",
+        "SLURM_LOCALID": "2",
+        "SLURM_STEP_ID": "0",
+        "SLURM_JOB_ID": "42",
+        "SLURM_STEP_NODELIST": "n[1-2]",
+        "SLURM_STEP_TASKS_PER_NODE": "4(x2)",
+    }
     d = detect(slurm)
     assert (d.launcher, d.rank, d.host_local_rank, d.host_local_world) == ("slurm", 6, 2, 4)
     assert d.master_addr == "n1" and 20000 <= (d.master_port or 0) < 30000
@@ -64,8 +82,16 @@ def test_expand_hostlist() -> None:
 
 
 def test_virtual_nodes_and_confirmation() -> None:
-    found = detect({"RANK": "5", "WORLD_SIZE": "8", "LOCAL_RANK": "5",
-                    "LOCAL_WORLD_SIZE": "8", "MASTER_ADDR": "x", "MASTER_PORT": "1"})
+    found = detect(
+        {
+            "RANK": "5",
+            "WORLD_SIZE": "8",
+            "LOCAL_RANK": "5",
+            "LOCAL_WORLD_SIZE": "8",
+            "MASTER_ADDR": "x",
+            "MASTER_PORT": "1",
+        }
+    )
     info = launch_info(found, gpus_per_node=4, timeout_s=5)
     assert (info.node, info.local_rank, info.num_nodes, info.host_local_rank) == (1, 1, 2, 5)
     confirm_nodes(["h"] * 8, info, virtual=True)

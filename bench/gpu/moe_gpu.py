@@ -1,0 +1,302 @@
+"""GPU check and timing of MoE dispatch/combine over NCCL (torch.distributed), DeepEP's shape.
+
+    torchrun --nproc-per-node 2 bench/gpu/moe_gpu.py --out moe.json
+    python bench/gpu/moe_gpu.py --gpus 2 --out moe.json          (spawns one process per GPU)
+
+1. Normal mode, DeepEP's intranode test shape (4096 tokens per rank, hidden 7168, 256 experts,
+   top-8, uniform top-k): FP8 and BF16 dispatch, BF16 combine, each checked first (#wrong),
+   then timed per iteration with CUDA events after an L2 flush (DeepEP's `bench`), beside a
+   raw `all_to_all` moving exactly the same bytes with the same per-peer counts in the same
+   run. Dispatch is timed with its counts exchange and cached (counts reused, DeepEP's
+   handle). Bandwidth uses DeepEP's "NVL GB/s" convention (tokens received x token bytes).
+2. Low-latency mode, 1..128 tokens: FP8 dispatch and BF16 combine (fixed blocks, no host
+   sync) beside a raw equal-block all_to_all of the same size.
+3. Overlap: two micro-batches of half the tokens, one's dispatch/combine beside the other's
+   stand-in expert GEMMs; communication hidden = alone - together.
+Times are medians over iterations of the max over ranks. Rank 0 prints a table; --out writes
+JSON with every sample.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import pathlib
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from bench.launch import detect, launch_info  # noqa: E402
+from collectives.backends import create  # noqa: E402
+from collectives.moe import check  # noqa: E402
+from collectives.moe.engine import MoEEngine, MoESetup, make_tokens  # noqa: E402
+from collectives.moe.overlap import StandInExpert  # noqa: E402
+from collectives.ops.moe import measure_overlap  # noqa: E402
+
+L2_FLUSH_BYTES = 256_000_000
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--gpus", type=int, default=None, help="spawn this many ranks (no launcher)")
+    p.add_argument("--num-tokens", type=int, default=4096)
+    p.add_argument("--hidden", type=int, default=7168)
+    p.add_argument("--num-experts", type=int, default=256)
+    p.add_argument("--top-k", type=int, default=8)
+    p.add_argument("--algos", default="flat", help="comma list: flat, hierarchical")
+    p.add_argument("--gpus-per-node", type=int, default=None, help="virtual node size")
+    p.add_argument("--dispatch-codecs", default="fp8_e4m3,bf16")
+    p.add_argument("--ll-tokens", default="1,2,4,8,16,32,64,128")
+    p.add_argument("--iters", type=int, default=50)
+    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--no-flush", action="store_true", help="skip the L2 flush per iteration")
+    p.add_argument("--expert-dim", type=int, default=512, help="overlap stand-in MLP size")
+    p.add_argument("--skip", default="", help="comma list of sections to skip: normal,ll,overlap")
+    p.add_argument("--out", default=None, help="write JSON here (rank 0)")
+    p.add_argument("--backend", default="torch-nccl", help="torch-nccl, or gloo (CPU rehearsal)")
+    return p.parse_args(argv)
+
+
+@dataclasses.dataclass
+class Bench:
+    """Times a callable the way DeepEP's `bench` does, plus the max over ranks."""
+
+    comm: Any
+    iters: int
+    warmup: int
+    flush: bool
+
+    def __call__(self, fn: Callable[[], Any]) -> np.ndarray:
+        cuda = torch.cuda.is_available() and self.comm.backend != "gloo"
+        for _ in range(self.warmup):
+            fn()
+        scratch = torch.empty(L2_FLUSH_BYTES // 4 if cuda else 1, dtype=torch.int32)
+        if cuda:
+            scratch = scratch.cuda()
+            torch.cuda.synchronize()
+        timer = self.comm.timer()
+        for _ in range(self.iters):
+            if self.flush and cuda:
+                scratch.zero_()
+            if cuda:
+                torch.cuda.synchronize()
+            timer.start()
+            fn()
+            timer.stop()
+        samples = np.asarray(timer.elapsed_s(), dtype=np.float64)
+        return self.comm.max_over_ranks(samples)
+
+
+def stats(samples: np.ndarray) -> dict[str, float]:
+    return {
+        "p50_us": float(np.median(samples) * 1e6),
+        "p10_us": float(np.percentile(samples, 10) * 1e6),
+        "p90_us": float(np.percentile(samples, 90) * 1e6),
+        "mean_us": float(np.mean(samples) * 1e6),
+    }
+
+
+def raw_alltoall(comm: Any, send_rows: list[int], recv_rows: list[int], row_bytes: int):
+    """A plain all_to_all of uint8 rows with the given per-peer counts (same bytes)."""
+    device = comm.device
+    send = torch.zeros(sum(send_rows) * row_bytes, dtype=torch.uint8, device=device)
+    recv = torch.empty(sum(recv_rows) * row_bytes, dtype=torch.uint8, device=device)
+    sc = [n * row_bytes for n in send_rows]
+    rc = [n * row_bytes for n in recv_rows]
+    return lambda: comm.all_to_all(recv, send, sc, rc)
+
+
+def make_setup(args: argparse.Namespace, **overrides: Any) -> MoESetup:
+    base = dict(
+        num_tokens=args.num_tokens, hidden=args.hidden, num_experts=args.num_experts,
+        top_k=args.top_k, node_limit=0, codec_combine="bf16",
+    )  # fmt: skip
+    return MoESetup(**{**base, **overrides})
+
+
+def first_codec(args: argparse.Namespace) -> str:
+    """The dispatch codec of the low-latency and overlap sections (FP8 by default)."""
+    return str(args.dispatch_codecs.split(",")[0])
+
+
+def normal_mode(comm: Any, args: argparse.Namespace, bench: Bench) -> list[dict[str, Any]]:
+    rows = []
+    for algo in args.algos.split(","):
+        for codec in args.dispatch_codecs.split(","):
+            setup = make_setup(args, algo=algo, codec_dispatch=codec)
+            engine = MoEEngine(comm, setup)
+            x = make_tokens(setup, comm.rank, engine.device)
+            packed = engine.pack(x)
+            first = engine.dispatch(packed)
+            wrong = check.check_dispatch(engine, first, lambda r: make_tokens(setup, r, "cpu"))  # noqa: B023
+            nvl = engine.bytes_per_rank()
+            label = f"{algo} dispatch {codec}"
+            rows += _dispatch_rows(comm, engine, packed, first, bench, label, wrong, nvl)
+            if codec == args.dispatch_codecs.split(",")[-1]:
+                rows.append(_combine_row(comm, engine, first, x, bench, algo, nvl))
+    return rows
+
+
+def _dispatch_rows(comm, engine, packed, first, bench, label, wrong, nvl) -> list[dict[str, Any]]:
+    handle = first.handle
+    row_bytes = int(packed.shape[1])
+    raw = None
+    if engine.setup.algo == "flat":
+        raw = bench(raw_alltoall(comm, engine.plan.send_rows, handle.recv_rows, row_bytes))
+    full = bench(lambda: engine.dispatch(packed))
+    cached = bench(lambda: engine.dispatch(packed, cached=first))
+    nvl_bytes = int(nvl["dispatch"]["deepep_nvl"][comm.rank])
+    out = []
+    for name, samples in ((label, full), (f"{label} cached", cached)):
+        out.append(_row(name, samples, raw, nvl_bytes, wrong, row_bytes))
+    if raw is not None:
+        out.append(_row(f"raw all_to_all ({label} bytes)", raw, raw, nvl_bytes, 0, row_bytes))
+    return out
+
+
+def _combine_row(comm, engine, first, x, bench, algo, nvl) -> dict[str, Any]:
+    rows_in = check.identity_rows(engine, first).to(torch.bfloat16)
+    out = engine.combine(first, rows_in)
+    wrong = check.check_combine(engine, out, x)
+    row_bytes = engine.codec_combine.wire_bytes(1, engine.setup.hidden)
+    raw = None
+    if algo == "flat":
+        raw = bench(raw_alltoall(comm, first.handle.recv_rows, engine.plan.send_rows, row_bytes))
+    samples = bench(lambda: engine.combine(first, rows_in))
+    nvl_bytes = int(nvl["combine"]["deepep_nvl"][comm.rank])
+    return _row(f"{algo} combine bf16", samples, raw, nvl_bytes, wrong, row_bytes)
+
+
+def _row(name, samples, raw, nvl_bytes, wrong, row_bytes) -> dict[str, Any]:
+    st = stats(samples)
+    row = {"case": name, **st, "nvl_bytes": nvl_bytes, "row_bytes": row_bytes,
+           "nvl_gbps": nvl_bytes / (st["p50_us"] * 1e3), "num_wrong": int(wrong),
+           "samples_s": samples.tolist()}  # fmt: skip
+    if raw is not None:
+        row["raw_p50_us"] = float(np.median(raw) * 1e6)
+        row["vs_raw"] = st["p50_us"] / row["raw_p50_us"]
+        row["raw_samples_s"] = raw.tolist()
+    return row
+
+
+def low_latency(comm: Any, args: argparse.Namespace, bench: Bench) -> list[dict[str, Any]]:
+    rows = []
+    for tokens in (int(t) for t in args.ll_tokens.split(",")):
+        setup = make_setup(
+            args, num_tokens=tokens, mode="low-latency", codec_dispatch=first_codec(args)
+        )
+        engine = MoEEngine(comm, setup)
+        x = make_tokens(setup, comm.rank, engine.device)
+        packed = engine.pack(x)
+        result = engine.dispatch(packed)
+        wrong = check.check_dispatch(engine, result, lambda r: make_tokens(setup, r, "cpu"))  # noqa: B023
+        rows_in = check.identity_rows(engine, result).to(torch.bfloat16)
+        wrong += check.check_combine(engine, engine.combine(result, rows_in), x)
+        block = comm.world * tokens
+        d = bench(lambda: engine.dispatch(packed))  # noqa: B023
+        c = bench(lambda: engine.combine(result, rows_in))  # noqa: B023
+        raw_d = bench(raw_alltoall(comm, [tokens] * comm.world, [tokens] * comm.world,
+                                   int(packed.shape[1])))  # fmt: skip
+        raw_c = bench(raw_alltoall(comm, [tokens] * comm.world, [tokens] * comm.world,
+                                   setup.hidden * 2))  # fmt: skip
+        rows.append({
+            "tokens": tokens, "rows_per_rank": block, "num_wrong": int(wrong),
+            "dispatch": stats(d), "combine": stats(c),
+            "raw_dispatch_bytes": stats(raw_d), "raw_combine_bytes": stats(raw_c),
+        })  # fmt: skip
+    return rows
+
+
+def overlap(comm: Any, args: argparse.Namespace) -> dict[str, Any]:
+    half = max(1, args.num_tokens // 2)
+    engines = [
+        MoEEngine(
+            comm, make_setup(args, num_tokens=half, codec_dispatch=first_codec(args), seed=mb + 1)
+        )
+        for mb in range(2)
+    ]
+    xs = [make_tokens(e.setup, comm.rank, e.device) for e in engines]
+    packed = [e.pack(x) for e, x in zip(engines, xs, strict=True)]
+    expert = StandInExpert(args.hidden, args.expert_dim, engines[0].device, torch.bfloat16)
+    state = {"micro": (engines, packed, xs), "expert": expert}
+    report = measure_overlap(comm, state, args.iters)
+    return {"tokens_per_micro_batch": half, "expert_dim": args.expert_dim, **report.as_dict()}
+
+
+def print_table(results: dict[str, Any]) -> None:
+    print(f"{'case':<44}{'p50 us':>10}{'NVL GB/s':>10}{'raw us':>10}{'x raw':>8}{'#wrong':>8}")
+    for row in results.get("normal", []):
+        raw = row.get("raw_p50_us")
+        print(f"{row['case']:<44}{row['p50_us']:>10.1f}{row['nvl_gbps']:>10.1f}"
+              f"{raw if raw is None else round(raw, 1)!s:>10}"
+              f"{row.get('vs_raw', float('nan')):>8.2f}{row['num_wrong']:>8}")  # fmt: skip
+    if results.get("low_latency"):
+        print(f"\n{'LL tokens':<10}{'dispatch us':>12}{'raw':>8}{'combine us':>12}{'raw':>8}"
+              f"{'#wrong':>8}")  # fmt: skip
+        for row in results["low_latency"]:
+            print(f"{row['tokens']:<10}{row['dispatch']['p50_us']:>12.1f}"
+                  f"{row['raw_dispatch_bytes']['p50_us']:>8.1f}{row['combine']['p50_us']:>12.1f}"
+                  f"{row['raw_combine_bytes']['p50_us']:>8.1f}{row['num_wrong']:>8}")  # fmt: skip
+    if results.get("overlap"):
+        ov = results["overlap"]
+        print(
+            f"\noverlap: comm {ov['comm_us']:.1f} us, compute {ov['compute_us']:.1f} us, "
+            f"together {ov['together_us']:.1f} us, hidden {ov['hidden_us']:.1f} us "
+            f"({ov['hidden_fraction_of_comm']:.0%} of comm, efficiency {ov['efficiency']:.0%})"
+        )
+
+
+def worker(args: argparse.Namespace) -> None:
+    found = detect(os.environ)
+    device = "cpu" if args.backend == "gloo" else "cuda"
+    if device == "cpu":
+        torch.set_num_threads(1)  # one core per rank; oversubscribed ranks time themselves
+    launch = launch_info(found, gpus_per_node=args.gpus_per_node, timeout_s=600, device=device)
+    if found.launcher == "torchrun":  # torchrun's own store holds MASTER_PORT
+        launch = dataclasses.replace(launch, master_port=launch.master_port + 11)
+    comm = create(args.backend, launch)
+    bench = Bench(comm, args.iters, args.warmup, not args.no_flush)
+    skip = set(args.skip.split(","))
+    results: dict[str, Any] = {"world": comm.world, "facts": comm.facts(),
+                               "gpu": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+                               "args": vars(args)}  # fmt: skip
+    if "normal" not in skip:
+        results["normal"] = normal_mode(comm, args, bench)
+    if "ll" not in skip:
+        results["low_latency"] = low_latency(comm, args, bench)
+    if "overlap" not in skip:
+        results["overlap"] = overlap(comm, args)
+    if comm.rank == 0:
+        print_table(results)
+        if args.out:
+            pathlib.Path(args.out).write_text(json.dumps(results, indent=1))
+    comm.close()
+
+
+def _spawned(index: int, args: argparse.Namespace, port: int) -> None:
+    os.environ.update(RANK=str(index), LOCAL_RANK=str(index), WORLD_SIZE=str(args.gpus),
+                      LOCAL_WORLD_SIZE=str(args.gpus), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port - 11))  # fmt: skip
+    worker(args)
+
+
+def main() -> None:
+    args = parse_args()
+    if "RANK" in os.environ or "OMPI_COMM_WORLD_RANK" in os.environ or not args.gpus:
+        worker(args)
+        return
+    from bench.spawn import free_port
+
+    torch.multiprocessing.spawn(_spawned, args=(args, free_port()), nprocs=args.gpus)
+
+
+if __name__ == "__main__":
+    main()

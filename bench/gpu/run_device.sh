@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Check and time epbench on a GPU machine in one call, beside nccl-tests built there.
+#
+#   bash bench/gpu/run_device.sh PART...
+#   PART: env nccltests fixtures core probe codecs moe
+#
+# nccl-tests' source is expected, unpacked, in .device/nccl-tests (not part of the
+# repository). Logs and JSON go to $OUT (default /tmp/epbench-device). NVLink multicast
+# stays off (NCCL_NVLS_ENABLE=0) in every process started here.
+set -uo pipefail
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+OUT=${OUT:-/tmp/epbench-device}
+mkdir -p "$OUT"
+NGPU=$(nvidia-smi -L | wc -l)
+MPIRUN=(mpirun --allow-run-as-root --oversubscribe -x NCCL_NVLS_ENABLE -x PYTHONPATH
+        -x PYTHONUNBUFFERED -np "$NGPU")
+SIZES=(-b 1K -e 1G -f 2)
+
+section() { echo; echo "=== $* ($(date +%T))"; }
+
+part_env() {
+  section env
+  nvidia-smi --query-gpu=name,driver_version,memory.total,pci.bus_id --format=csv
+  nvidia-smi topo -m
+  python3 -c 'import sys, torch; print(sys.version.split()[0], "torch", torch.__version__,
+"cuda", torch.version.cuda, "nccl", torch.cuda.nccl.version(), "gpus", torch.cuda.device_count())'
+  python3 -c 'import cupy; from cupy.cuda import nccl; print("cupy", cupy.__version__,
+"nccl", nccl.get_version())' || true
+  command -v mpirun mpicc && mpirun --version | head -1
+}
+
+nccl_home() {
+  python3 - <<'EOF'
+import pathlib, nvidia.nccl as m
+print(pathlib.Path(list(m.__path__)[0]))
+EOF
+}
+
+part_nccltests() {
+  section nccl-tests build
+  local nccl mpi
+  nccl=$(nccl_home)
+  mpi=$(dirname "$(dirname "$(command -v mpicc)")")
+  [ -e "$nccl/lib/libnccl.so" ] || ln -sf "$(ls "$nccl"/lib/libnccl.so.* | head -1)" "$nccl/lib/libnccl.so"
+  # Debian's Open MPI keeps mpi.h and libmpi outside MPI_HOME's include/ and lib/
+  export CPATH="$(mpicc -showme:incdirs | tr ' ' ':')${CPATH:+:$CPATH}"
+  export LIBRARY_PATH="$(mpicc -showme:libdirs | tr ' ' ':')${LIBRARY_PATH:+:$LIBRARY_PATH}"
+  make -C .device/nccl-tests -j16 MPI=1 MPI_HOME="$mpi" NCCL_HOME="$nccl" \
+    CUDA_HOME=/usr/local/cuda NVCC_GENCODE="-gencode=arch=compute_90,code=sm_90" \
+    >"$OUT/nccltests-build.log" 2>&1 || { tail -30 "$OUT/nccltests-build.log"; return 1; }
+  export LD_LIBRARY_PATH="$nccl/lib:${LD_LIBRARY_PATH:-}"
+  local b=.device/nccl-tests/build
+  for t in all_reduce alltoall; do
+    section "nccl-tests $t (loop)"
+    "${MPIRUN[@]}" -x LD_LIBRARY_PATH "$b/${t}_perf" "${SIZES[@]}" -d bfloat16 -n 20 -w 5 \
+      -J "$OUT/nccltests-$t.json" 2>&1 | tee "$OUT/nccltests-$t.txt"
+    section "nccl-tests $t (graph -G 20)"
+    "${MPIRUN[@]}" -x LD_LIBRARY_PATH "$b/${t}_perf" "${SIZES[@]}" -d bfloat16 -n 20 -w 5 \
+      -G 20 2>&1 | tee "$OUT/nccltests-$t-graph.txt"
+  done
+}
+
+part_fixtures() {
+  # Small real nccl-tests outputs for the analyzer's reader tests (tests/fixtures/nccl).
+  section "nccl-tests fixtures"
+  local b=.device/nccl-tests/build f="$OUT/nccl"
+  mkdir -p "$f"
+  export LD_LIBRARY_PATH="$(nccl_home)/lib:${LD_LIBRARY_PATH:-}"
+  local run=("${MPIRUN[@]}" -x LD_LIBRARY_PATH)
+  "${run[@]}" "$b/all_reduce_perf" -b 1K -e 64M -f 8 -g 1 -n 20 -w 5 >"$f/all_reduce_perf.txt" 2>&1
+  "${run[@]}" "$b/alltoall_perf" -b 1K -e 64M -f 8 -g 1 -n 20 -w 5 \
+    -J "$f/alltoall_perf.json" >"$f/alltoall_perf.txt" 2>&1
+  "${run[@]}" "$b/alltoall_perf" -b 1K -e 1M -f 8 -g 1 -n 50 -w 5 -I 1 \
+    -J "$f/alltoall_perf_per_iter.json" >"$f/alltoall_perf_per_iter.txt" 2>&1
+  "${run[@]}" "$b/all_reduce_perf" -b 1K -e 1M -f 8 -g 1 -n 20 -w 5 -G 10 \
+    >"$f/all_reduce_perf_graph.txt" 2>&1
+  "${run[@]}" -x NCCL_DEBUG=INFO "$b/alltoall_perf" -b 1K -e 1M -f 8 -g 1 \
+    >"$f/alltoall_perf_info.txt" 2>&1
+  ls -l "$f"
+}
+
+part_core() {
+  for op in allreduce alltoall; do
+    section "epbench $op nccl (loop, per-iteration, graph)"
+    "${MPIRUN[@]}" python3 -m bench run "$op" --backend nccl "${SIZES[@]}" -d bfloat16 \
+      -n 20 -w 5 -G 20 -o "$OUT/epbench-$op-nccl.jsonl" --overwrite
+    [[ "${CORE_BACKENDS:-nccl torch-nccl}" == *torch-nccl* ]] || continue
+    section "epbench $op torch-nccl"
+    python3 -m bench run "$op" --backend torch-nccl --np "$NGPU" "${SIZES[@]}" -d bfloat16 \
+      -n 20 -w 5 -G 20 -o "$OUT/epbench-$op-torch-nccl.jsonl" --overwrite
+  done
+  [ -n "${SELF_CHECK:-}" ] || return 0
+  section "nccl backend self-check"
+  "${MPIRUN[@]}" python3 bench/gpu/nccl_backend_gpu.py ${WITH_MPI:-} \
+    --out "$OUT/nccl-backend.json" 2>&1 | tail -40
+}
+
+part_probe() {
+  section "host vs device cost per small op"
+  "${MPIRUN[@]}" python3 bench/gpu/probe_overhead.py
+}
+
+part_codecs() {
+  section codecs
+  [ -f bench/gpu/codec_gpu.py ] && python3 bench/gpu/codec_gpu.py --out "$OUT/codecs.json"
+  for codec in none fp8_e4m3 logfmt8 logfmt10; do
+    section "compressed alltoall $codec"
+    python3 -m bench run alltoall --backend torch-nccl --np "$NGPU" -b 56M -e 56M \
+      -d bfloat16 --codec "$codec" -n 20 -w 5 -o "$OUT/a2a-$codec.jsonl" --overwrite
+  done
+}
+
+part_moe() {
+  section moe
+  [ -f bench/gpu/moe_gpu.py ] && torchrun --nproc-per-node "$NGPU" bench/gpu/moe_gpu.py \
+    --out "$OUT/moe.json"
+}
+
+for part in "$@"; do
+  "part_$part" || echo "part $part failed with $?"
+done

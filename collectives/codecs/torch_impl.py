@@ -1,0 +1,32 @@
+"""The torch-ops implementation behind the common `encode(spec, x)` / `decode(spec, wire,
+T, H)` calls (any device)."""
+
+from __future__ import annotations
+
+import torch
+
+from collectives.codecs import torch_logfmt, torch_ops
+from collectives.codecs.spec import CodecSpec
+
+_ENCODERS = {
+    "bf16": torch_ops.encode_bf16,
+    "fp8": torch_ops.encode_fp8,
+    "logfmt": torch_logfmt.encode_logfmt,
+    "deepep_logfmt": torch_logfmt.encode_deepep,
+}
+_DECODERS = {
+    "bf16": torch_ops.decode_bf16,
+    "fp8": torch_ops.decode_fp8,
+    "logfmt": torch_logfmt.decode_logfmt,
+    "deepep_logfmt": torch_logfmt.decode_deepep,
+}
+
+
+def encode(spec: CodecSpec, x: torch.Tensor) -> torch.Tensor:
+    """float32 [T, H] -> flat uint8 wire on x's device."""
+    return _ENCODERS[spec.kind](x, spec).contiguous()
+
+
+def decode(spec: CodecSpec, wire: torch.Tensor, num_tokens: int, hidden: int) -> torch.Tensor:
+    """flat uint8 wire -> float32 [T, H] on the wire's device."""
+    return _DECODERS[spec.kind](wire, spec, num_tokens, hidden).contiguous()

@@ -1,0 +1,239 @@
+"""Compressed collectives: encode -> alltoall / allgather of the wire bytes -> decode.
+
+`Compressed(base_op, codec_name)` wraps an alltoall or allgather op. Its payload is tokens
+of `hidden` elements (float32 or bfloat16, seeded Gaussian activations with per-token
+scales); a timed `run` encodes them with the codec, moves the uint8 wire rows with the base
+op's collective and decodes what arrived. `size` keeps the base op's nccl-tests meaning in
+the payload dtype (logical bytes), so algbw compares directly with the uncompressed op.
+`check` compares the decoded tokens bit for bit with the codec applied locally to the
+sender's tokens. `extra` reports logical, payload and wire bytes and times the three
+phases separately (encode, transfer of the wire bytes, decode), untimed by the runner.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import torch
+
+from collectives import codecs
+from collectives.backends.base import Comm
+from collectives.ops.base import Buffers, Collective, Sizes, elem_bytes
+
+LAYOUTS = ("alltoall", "allgather")
+PAYLOAD_DTYPES = ("float32", "bfloat16")
+DEFAULT_HIDDEN = 7168
+
+
+def as_torch(buf: Any) -> torch.Tensor:
+    """A torch view of a backend buffer (torch tensor, numpy array, or DLPack array)."""
+    if isinstance(buf, torch.Tensor):
+        return buf
+    if isinstance(buf, np.ndarray):
+        return torch.from_numpy(buf)
+    return torch.from_dlpack(buf)
+
+
+def payload_tokens(seed: int, rank: int, num_tokens: int, hidden: int) -> np.ndarray:
+    """Rank `rank`'s tokens [num_tokens, hidden] (float64): Gaussian activations with a
+    log-normal scale per token, a function of (seed, rank) only."""
+    rng = np.random.default_rng([seed, rank, 0xC0DEC])
+    scale = rng.lognormal(0.0, 1.0, size=(num_tokens, 1))
+    return rng.standard_normal((num_tokens, hidden)) * scale
+
+
+@contextlib.contextmanager
+def on_comm_stream(comm: Comm, after_transfer: bool = False) -> Iterator[None]:
+    """Run codec kernels where the collective runs: on the backend's stream when it exposes
+    one (`comm.stream`, ordered with the collective); otherwise wait for the collective
+    first (`after_transfer`) and, on CUDA, for the kernels before leaving."""
+    stream = getattr(comm, "stream", None)
+    if stream is not None:
+        with torch.cuda.stream(stream):
+            yield
+        return
+    if after_transfer:
+        comm.synchronize()
+    yield
+    if comm.device.startswith("cuda"):
+        torch.cuda.current_stream().synchronize()
+
+
+class Compressed(Collective):
+    """A base alltoall / allgather moving codec-compressed tokens."""
+
+    def __init__(
+        self, base: Collective, codec_name: str, *, hidden: int = DEFAULT_HIDDEN, impl: str = "auto"
+    ) -> None:
+        if base.name not in LAYOUTS:
+            raise ValueError(
+                f"--codec {codec_name} works with {' and '.join(LAYOUTS)}, not {base.name}"
+            )
+        if hidden < 1:
+            raise ValueError(f"hidden {hidden} must be >= 1")
+        super().__init__(seed=base.seed)
+        self.base = base
+        self.name = base.name  # type: ignore[misc]
+        self.codec = codecs.get(codec_name, impl)
+        self.codec_name = codec_name
+        self.hidden = hidden
+
+    # ---- pure byte accounting -------------------------------------------------------
+    def tokens(self, size_bytes: int, dtype: str, world: int) -> tuple[int, int]:
+        """(tokens sent, tokens received) per rank at nccl-tests `size`."""
+        base = self.base.sizes(size_bytes, dtype, world)
+        per_block = base.send_count // world if self.name == "alltoall" else base.send_count
+        per_block //= self.hidden
+        if per_block == 0:
+            need = world * self.hidden * elem_bytes(dtype)
+            raise ValueError(
+                f"size {size_bytes} B holds no whole token of hidden {self.hidden} "
+                f"({dtype}) per rank at {world} ranks; the smallest size is {need} B (raise -b)"
+            )
+        sent = per_block * world if self.name == "alltoall" else per_block
+        return sent, per_block * world
+
+    def sizes(self, size_bytes: int, dtype: str, world: int) -> Sizes:
+        if dtype not in PAYLOAD_DTYPES:
+            raise ValueError(f"--codec needs -d bfloat16 or float32, not {dtype}")
+        sent, received = self.tokens(size_bytes, dtype, world)
+        send, recv = sent * self.hidden, received * self.hidden
+        count = send if self.name == "alltoall" else recv
+        return Sizes(
+            size_bytes=count * elem_bytes(dtype), count=count, send_count=send, recv_count=recv
+        )
+
+    def bus_bw_factor(self, world: int) -> float:
+        return self.base.bus_bw_factor(world)
+
+    def wire_ratio(self, dtype: str) -> float:
+        """Wire bytes per payload byte."""
+        row = self.codec.wire_bytes(1, self.hidden)
+        return row / (self.hidden * elem_bytes(dtype))
+
+    def traffic_matrix(self, size_bytes: int, dtype: str, world: int) -> np.ndarray:
+        """Wire bytes between ranks: the base op's matrix scaled by the codec's ratio."""
+        base = self.base.traffic_matrix(
+            self.sizes(size_bytes, dtype, world).size_bytes, dtype, world
+        )
+        return base * self.wire_ratio(dtype)
+
+    # ---- calls on a communicator ----------------------------------------------------
+    def make_inputs(self, comm: Comm, size_bytes: int, dtype: str) -> Buffers:
+        s = self.sizes(size_bytes, dtype, comm.world)
+        sent, received = s.send_count // self.hidden, s.recv_count // self.hidden
+        x = payload_tokens(self.seed, comm.rank, sent, self.hidden)
+        send = comm.from_numpy(x.reshape(-1), dtype)
+        wire_send = comm.empty(self.codec.wire_bytes(sent, self.hidden), "uint8")
+        wire_recv = comm.empty(self.codec.wire_bytes(received, self.hidden), "uint8")
+        state = {"sent": sent, "received": received, "wire_send": wire_send, "decoded": None}
+        return Buffers(sizes=s, dtype=dtype, send=send, recv=wire_recv, state=state)
+
+    def _encode(self, bufs: Buffers) -> Any:
+        x = as_torch(bufs.send).view(bufs.state["sent"], self.hidden)
+        wire = self.codec.encode(x)
+        send = bufs.state["wire_send"]
+        if isinstance(send, torch.Tensor):
+            return wire
+        as_torch(send).copy_(wire)
+        return send
+
+    def _transfer(self, comm: Comm, wire: Any, bufs: Buffers) -> None:
+        if self.name == "alltoall":
+            comm.all_to_all(bufs.recv, wire)
+        else:
+            comm.all_gather(bufs.recv, wire)
+
+    def _decode(self, bufs: Buffers) -> torch.Tensor:
+        return self.codec.decode(as_torch(bufs.recv), bufs.state["received"], self.hidden)
+
+    def run(self, comm: Comm, bufs: Buffers) -> None:
+        with on_comm_stream(comm):
+            wire = self._encode(bufs)
+        self._transfer(comm, wire, bufs)
+        with on_comm_stream(comm, after_transfer=True):
+            bufs.state["decoded"] = self._decode(bufs)
+
+    def expected(self, comm: Comm, bufs: Buffers) -> torch.Tensor:
+        """The codec applied locally to the tokens every sender meant for this rank."""
+        sent, received = bufs.state["sent"], bufs.state["received"]
+        per_block = received // comm.world
+        parts = []
+        for src in range(comm.world):
+            x = as_torch(
+                comm.from_numpy(payload_tokens(self.seed, src, sent, self.hidden), bufs.dtype)
+            )
+            x = x.view(sent, self.hidden)
+            if self.name == "alltoall":
+                x = x[comm.rank * per_block : (comm.rank + 1) * per_block]
+            parts.append(self.codec.decode(self.codec.encode(x), per_block, self.hidden))
+        return torch.cat(parts)
+
+    def check(self, comm: Comm, bufs: Buffers) -> int:
+        comm.synchronize()
+        got = bufs.state["decoded"]
+        if got is None:
+            return int(bufs.sizes.recv_count)
+        want = self.expected(comm, bufs)
+        return int((got.view(torch.int32) != want.view(torch.int32)).sum())
+
+    # ---- separately timed phases ----------------------------------------------------
+    def _time(self, comm: Comm, fn: Callable[[], Any], num_iters: int) -> list[float]:
+        timer = comm.timer()
+        comm.barrier()
+        for _ in range(num_iters):
+            timer.start()
+            fn()
+            timer.stop()
+        comm.synchronize()
+        return [float(t) for t in comm.max_over_ranks(np.asarray(timer.elapsed_s()))]
+
+    def extra(self, comm: Comm, bufs: Buffers, num_iters: int) -> dict[str, Any]:
+        sent, received = bufs.state["sent"], bufs.state["received"]
+        with on_comm_stream(comm):
+            wire = self._encode(bufs)
+        comm.synchronize()
+
+        def encode() -> None:
+            with on_comm_stream(comm):
+                self._encode(bufs)
+
+        def decode() -> None:
+            with on_comm_stream(comm, after_transfer=True):
+                self._decode(bufs)
+
+        times = {
+            "encode_s": self._time(comm, encode, num_iters),
+            "transfer_s": self._time(comm, lambda: self._transfer(comm, wire, bufs), num_iters),
+            "decode_s": self._time(comm, decode, num_iters),
+        }
+        medians = {k.replace("_s", "_median_s"): statistics.median(v) for k, v in times.items()}
+        return {
+            **self.byte_counts(comm, bufs, wire, sent, received),
+            **times,
+            **medians,
+            "phases_sum_median_s": sum(medians.values()),
+        }
+
+    def byte_counts(
+        self, comm: Comm, bufs: Buffers, wire: Any, sent: int, received: int
+    ) -> dict[str, Any]:
+        """Bytes per rank under each convention (docs/CODECS.md)."""
+        codec, hidden = self.codec, self.hidden
+        return {
+            "codec": self.codec_name,
+            "codec_impl": codec.resolve(as_torch(bufs.send).device),
+            "hidden": hidden,
+            "tokens_sent": sent,
+            "tokens_received": received,
+            "logical_bytes_sent": sent * hidden * 2,
+            "payload_bytes_sent": sent * hidden * elem_bytes(bufs.dtype),
+            "wire_bytes_sent": codec.wire_bytes(sent, hidden),
+            "wire_bytes_received": codec.wire_bytes(received, hidden),
+            "sent_bytes_variable": codec.sent_bytes(as_torch(wire), sent, hidden),
+            "nominal_bytes_sent": codec.nominal_bytes(sent, hidden),
+        }

@@ -30,6 +30,7 @@ import sys
 import time
 from typing import Any
 
+import ml_dtypes
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -78,18 +79,29 @@ def iterations(size_bytes: int, base: int) -> int:
 
 
 def make_op(comm: Any, op: str, size_bytes: int) -> tuple[Any, Any, Any, np.ndarray]:
-    """Buffers for one point (bf16), the call, and the expected output."""
-    count = size_bytes // 2
+    """Buffers for one point (bf16), the call, and the expected output as bf16 bits.
+
+    Host arrays are built in bf16 (not float64), so 1 GiB points need 1 GiB of host memory."""
+    count, bf16 = size_bytes // 2, ml_dtypes.bfloat16
     if op == "all_reduce":
-        inp = comm.from_numpy(np.ones(count), "bfloat16")
+        inp = comm.from_numpy(np.ones(count, bf16), "bfloat16")
         out = comm.empty(count, "bfloat16")
-        return inp, out, lambda: comm.all_reduce(out, inp, "sum"), np.full(count, comm.world)
+        expected = np.full(count, comm.world, bf16)
+        return inp, out, lambda: comm.all_reduce(out, inp, "sum"), expected.view(np.uint16)
     block = count // comm.world
-    mine = np.repeat(np.arange(comm.world) + comm.rank * comm.world, block) % 64
+    peers = np.arange(comm.world)
+    mine = np.repeat(((peers + comm.rank * comm.world) % 64).astype(bf16), block)
     inp = comm.from_numpy(mine, "bfloat16")
     out = comm.empty(block * comm.world, "bfloat16")
-    expected = np.repeat(np.arange(comm.world) * comm.world + comm.rank, block) % 64
-    return inp, out, lambda: comm.all_to_all(out, inp), expected
+    expected = np.repeat(((peers * comm.world + comm.rank) % 64).astype(bf16), block)
+    return inp, out, lambda: comm.all_to_all(out, inp), expected.view(np.uint16)
+
+
+def host_bits(buf: Any) -> np.ndarray:
+    """The raw 16-bit words of a bf16 buffer, on the host (CuPy stores bf16 as uint16)."""
+    if isinstance(buf, np.ndarray):
+        return buf.view(np.uint16)
+    return np.asarray(buf.get()).view(np.uint16)
 
 
 def time_point(comm: Any, op: str, size_bytes: int, base_iters: int) -> dict[str, Any]:
@@ -97,7 +109,8 @@ def time_point(comm: Any, op: str, size_bytes: int, base_iters: int) -> dict[str
     num_iters = iterations(size_bytes, base_iters)
     inp, out, call, expected = make_op(comm, op, size_bytes)
     call()
-    num_wrong = int(np.count_nonzero(comm.to_numpy(out) != expected))
+    comm.synchronize()
+    num_wrong = int(np.count_nonzero(host_bits(out) != expected))
     for _ in range(5):
         call()
     comm.barrier()

@@ -63,12 +63,12 @@ def check_multiple(small_bytes: int, large_bytes: int, world: int, what: str) ->
 
 
 # ---- prepared calls and placement ----------------------------------------------------------------
-def _no_buffer() -> None:
+def no_buffer() -> None:
     return None
 
 
 def _dead(ref: Any) -> bool:
-    return ref is not _no_buffer and ref() is None
+    return ref is not no_buffer and ref() is None
 
 
 class Plans:
@@ -87,7 +87,7 @@ class Plans:
         dead = [k for k, (ra, rb, _, _) in self.entries.items() if _dead(ra) or _dead(rb)]
         for old in dead:
             self._drop(old)
-        ref_b = _no_buffer if b is None else weakref.ref(b)
+        ref_b = no_buffer if b is None else weakref.ref(b)
         self.entries[key] = (weakref.ref(a), ref_b, run, cleanup)
         return run
 

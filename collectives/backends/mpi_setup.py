@@ -323,6 +323,6 @@ def _confirm_direct(setup: Setup, comm: Any) -> bool:
         ok = False
     finally:
         setup.cuda_direct = False
-        comm._plans.clear()
+        comm.forget_plans()
     flags = comm.gather_object(ok)
     return all(flags)

@@ -81,6 +81,17 @@ def nccl_op(op: str, nccl_version: int) -> int:
     return NCCL_OPS[op]
 
 
+def move_type(dtype: str) -> tuple[int, int]:
+    """(NCCL type code, bytes per element) for moving `dtype` without reducing it. Pure.
+
+    nccl-tests passes the element type to ncclSend/ncclRecv/ncclAllGather; we do the same,
+    except for float8, which moves as uint8 so that NCCL before 2.24 can move it too."""
+    dtype = canonical_dtype(dtype)
+    if dtype.startswith("float8"):
+        return NCCL_TYPES["uint8"], 1
+    return NCCL_TYPES[dtype], bf.numpy_dtype(dtype).itemsize
+
+
 def format_version(code: int) -> str:
     """22809 -> '2.28.9' (NCCL's version code since 2.9)."""
     return f"{code // 10000}.{code // 100 % 100}.{code % 100}"
@@ -218,30 +229,27 @@ class NcclComm:
                 f"all_to_all: output {bf.nbytes_of(out)} B < input {bf.nbytes_of(inp)} B"
             )
         sp, rp = bf.device_pointer(inp), bf.device_pointer(out)
+        code, size = move_type(self._dtype(inp))
         peers = [
-            (
-                p,
-                sp + s_lay.displs_bytes[p],
-                s_lay.counts_bytes[p],
-                rp + r_lay.displs_bytes[p],
-                r_lay.counts_bytes[p],
-            )
+            (p, sp + s_lay.displs_bytes[p], s_lay.counts_bytes[p] // size, code,
+             rp + r_lay.displs_bytes[p], r_lay.counts_bytes[p] // size, code)
             for p in range(self.world)
-        ]
+        ]  # fmt: skip
         return self._grouped(peers)
 
-    def _grouped(self, peers: list[tuple[int, int, int, int, int]]) -> calls.Run:
-        """send (addr, bytes) to / recv (addr, bytes) from each peer, fused by groupStart/End."""
-        nccl, comm, stream, u8 = self._nccl, self._comm, self.stream.ptr, NCCL_TYPES["uint8"]
+    def _grouped(self, peers: list[tuple[int, ...]]) -> calls.Run:
+        """Per peer: send (address, count, type) and receive (address, count, type); a count
+        of -1 skips that side. One groupStart/groupEnd fuses them into one launch."""
+        nccl, comm, stream = self._nccl, self._comm, self.stream.ptr
 
         def run() -> None:
             nccl.groupStart()
             try:
-                for peer, s_addr, s_bytes, r_addr, r_bytes in peers:
-                    if s_bytes >= 0:
-                        comm.send(s_addr, s_bytes, u8, peer, stream)
-                    if r_bytes >= 0:
-                        comm.recv(r_addr, r_bytes, u8, peer, stream)
+                for peer, s_addr, s_count, s_code, r_addr, r_count, r_code in peers:
+                    if s_count >= 0:
+                        comm.send(s_addr, s_count, s_code, peer, stream)
+                    if r_count >= 0:
+                        comm.recv(r_addr, r_count, r_code, peer, stream)
             finally:
                 nccl.groupEnd()
 
@@ -278,8 +286,8 @@ class NcclComm:
         calls.check_multiple(nbytes, bf.nbytes_of(out), self.world, "all_gather")
         sp, rp = bf.device_pointer(inp), bf.device_pointer(out)
         comm, stream = self._comm, self.stream.ptr
-        u8 = NCCL_TYPES["uint8"]
-        return lambda: comm.allGather(sp, rp, nbytes, u8, stream)
+        code, size = move_type(self._dtype(inp))
+        return lambda: comm.allGather(sp, rp, nbytes // size, code, stream)
 
     def send(self, buf, peer: int) -> None:
         self._call(("send", id(buf), peer), buf, None, self._plan_p2p, buf, peer, None, -1)
@@ -297,9 +305,13 @@ class NcclComm:
                 raise ValueError(f"peer rank {peer} outside world of {self.world} ranks")
         peers = []
         if sendbuf is not None:
-            peers.append((dst, bf.device_pointer(sendbuf), bf.nbytes_of(sendbuf), 0, -1))
+            code, size = move_type(self._dtype(sendbuf))
+            count = bf.nbytes_of(sendbuf) // size
+            peers.append((dst, bf.device_pointer(sendbuf), count, code, 0, -1, 0))
         if recvbuf is not None:
-            peers.append((src, 0, -1, bf.device_pointer(recvbuf), bf.nbytes_of(recvbuf)))
+            code, size = move_type(self._dtype(recvbuf))
+            count = bf.nbytes_of(recvbuf) // size
+            peers.append((src, 0, -1, 0, bf.device_pointer(recvbuf), count, code))
         return self._grouped(peers)
 
     # ---- synchronisation, timing, graphs ------------------------------------------------------

@@ -83,6 +83,13 @@ def test_nccl_type_codes_follow_cupy_then_nccl_h() -> None:
     assert nccl_cupy.nccl_type("float32", {}, 20_000) == 7
 
 
+def test_nccl_moves_data_in_its_own_type_like_nccl_tests() -> None:
+    assert nccl_cupy.move_type("bf16") == (9, 2)
+    assert nccl_cupy.move_type("float32") == (7, 4)
+    assert nccl_cupy.move_type("int8") == (0, 1)
+    assert nccl_cupy.move_type("fp8") == (1, 1)  # as uint8: every NCCL can move it
+
+
 def test_nccl_ops_and_versions() -> None:
     assert [nccl_cupy.nccl_op(op, 22_809) for op in ("sum", "prod", "max", "min", "avg")] == [
         0, 1, 2, 3, 4,

@@ -101,6 +101,9 @@ class Session:
         except CommError as exc:
             self.dog.close()
             raise UsageError(str(exc), exit_code=1) from None
+        except ValueError as exc:  # a backend option the user gave that it cannot take
+            self.dog.close()
+            raise UsageError(str(exc)) from None
 
     @property
     def rank(self) -> int:

@@ -131,6 +131,18 @@ def test_topology_that_does_not_match_the_shape_is_refused(tmp_path):
     _one_line_error(proc, "two.toml' has 2 GPUs per node but the launch runs 4 ranks per node")
 
 
+def test_hydra_launch_refuses_cyclic_maps_and_renders_mpiexec(tmp_path):
+    _write_spec(tmp_path, SPEC.replace("[cluster]\n", '[cluster]\nmpi = "hydra"\n'))
+    proc = _epbench("slurm", "gen", str(tmp_path / "t.toml"), "-o", str(tmp_path / "a"))
+    _one_line_error(proc, "mpi = 'hydra' places ranks in blocks, not 'cyclic'")
+    text = SPEC.replace("[cluster]\n", '[cluster]\nmpi = "hydra"\n').replace('"cyclic"', "")
+    _write_spec(tmp_path, text.replace('"misaligned", ]', '"misaligned"]'))
+    proc = _epbench("slurm", "gen", str(tmp_path / "t.toml"), "-o", str(tmp_path / "b"))
+    assert proc.returncode == 0, proc.stderr
+    script = (tmp_path / "b" / "jobs" / "n2g2.sbatch").read_text()
+    assert "-bootstrap slurm -n 4 -ppn 2" in script and " hydra block " in script
+
+
 def test_unknown_key_is_one_line_naming_file_line_and_key(tmp_path):
     spec = tmp_path / "bad.toml"
     spec.write_text(SPEC.replace("gpus_per_node = 2", "gpus_per_nod = 2"))

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from bench.errors import UsageError
 
-# Subcommand modules, in the order `epbench --help` lists them.
+# Subcommand modules, in the order `epbench --help` lists them, and the commands each adds.
 COMMAND_MODULES = (
     "bench.cmd_run",
     "bench.cmd_demo",
@@ -25,6 +25,18 @@ COMMAND_MODULES = (
     "bench.cmd_slurm",
     "bench.cmd_mpirun",
 )
+COMMANDS = {
+    "run": "bench.cmd_run",
+    "demo": "bench.cmd_demo",
+    "codec": "bench.cmd_codec",
+    "topo": "bench.cmd_topo",
+    "simulate": "bench.cmd_simulate",
+    "load": "bench.cmd_report",
+    "compare": "bench.cmd_report",
+    "report": "bench.cmd_report",
+    "slurm": "bench.cmd_slurm",
+    "mpirun": "bench.cmd_mpirun",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -32,13 +44,15 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see `{self.prog} --help`)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The full parser, or (faster) only the module that defines `command`."""
     parser = _Parser(
         prog="epbench",
         description="Communication benchmarks for Mixture-of-Experts traffic.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in COMMAND_MODULES:
+    modules = (COMMANDS[command],) if command in COMMANDS else COMMAND_MODULES
+    for name in modules:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
@@ -50,9 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    # Import only the chosen command's module: some pull in torch, seaborn or numba.
+    parser = build_parser(args_list[0] if args_list else None)
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(args_list)
         if not getattr(args, "func", None):
             parser.print_help()
             return 2

@@ -62,7 +62,8 @@ def _measure(console: Console, out: pathlib.Path, args: argparse.Namespace) -> l
         console.rule(f"[bold]core collectives · {backend} · {args.np} CPU ranks")
         for op in CORE_OPS:
             path = out / f"{op}-{backend}.jsonl"
-            extra = ["--gpus-per-node", "2", "--pair", "cross-node"] if op == "pingpong" else []
+            gpn = str(max(1, args.np // 2))
+            extra = ["--gpus-per-node", gpn, "--pair", "cross-node"] if op == "pingpong" else []
             code = _run(
                 console,
                 [

@@ -19,6 +19,21 @@ from rich.table import Table
 
 from bench.errors import UsageError
 
+_LOAD_DESCRIPTION = (
+    "Read result files of any supported tool (epbench JSON Lines, nccl-tests text or -J JSON,"
+    " OSU / OMB-Py, DeepEP test logs) into one table; list what was found and every problem; "
+    "optionally write the table as CSV or Parquet."
+)
+_COMPARE_DESCRIPTION = (
+    "Compare runs split by the values of KEY: per size, the ratio of medians over launches "
+    "with a hierarchical bootstrap CI, a Mann-Whitney test with correction across sizes, and "
+    "a verdict that says same only inside the margin."
+)
+_REPORT_DESCRIPTION = (
+    "Write DIR/report.html (self-contained, opens offline) and DIR/report.md: summary, "
+    "comparisons, figures, bounds, warnings, provenance."
+)
+
 
 def register(subparsers: Any) -> None:
     """Add the load, compare and report subcommands."""
@@ -75,7 +90,9 @@ def _compare_args(parser: argparse.ArgumentParser) -> None:
 
 def _register_load(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "load", help="read result files into one tidy table", description=__doc__
+        "load",
+        help="read result files into one tidy table",
+        description=_LOAD_DESCRIPTION,
     )
     _input_args(parser)
     parser.add_argument(
@@ -90,7 +107,9 @@ def _register_load(subparsers: Any) -> None:
 
 def _register_compare(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "compare", help="A vs B per size: ratio, CI, verdict", description=__doc__
+        "compare",
+        help="A vs B per size: ratio, CI, verdict",
+        description=_COMPARE_DESCRIPTION,
     )
     _input_args(parser)
     parser.add_argument(
@@ -113,10 +132,19 @@ def _register_compare(subparsers: Any) -> None:
 
 def _register_report(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "report", help="HTML + Markdown report of runs", description=__doc__
+        "report",
+        help="HTML + Markdown report of runs",
+        description=_REPORT_DESCRIPTION,
     )
     _input_args(parser)
-    parser.add_argument("-o", "--output", type=pathlib.Path, required=True, metavar="DIR")
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=pathlib.Path,
+        required=True,
+        metavar="DIR",
+        help="folder for report.html, report.md and figures/",
+    )
     parser.add_argument(
         "--by", action="append", default=[], metavar="KEY", help="compare on KEY (repeatable)"
     )

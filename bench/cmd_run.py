@@ -8,13 +8,14 @@ results file point by point; every other rank stays silent unless it fails.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import pathlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from bench import spawn
+from bench import links, spawn
 from bench.errors import UsageError
 from bench.output import TABLE_HEADER, ResultWriter, export, table_row
 from bench.runner import AGGREGATIONS, Fault, PointRunner, Timing
@@ -121,16 +122,22 @@ def register(sub: Any) -> None:
     xg.add_argument(
         "--pair", default="same-node", help="pingpong ranks: same-node, cross-node, or A,B"
     )
-    xg.add_argument("--matrix", default=None,
-                    help="alltoallv: nccl-tests N x N matrix file, bytes [src][dst]")
-    xg.add_argument("--matrix-scale", type=float, default=1.0,
-                    help="alltoallv: multiply matrix entries (nccl-tests MATRIX_SCALE)")
+    xg.add_argument(
+        "--matrix", default=None, help="alltoallv: nccl-tests N x N matrix file, bytes [src][dst]"
+    )
+    xg.add_argument(
+        "--matrix-scale",
+        type=float,
+        default=1.0,
+        help="alltoallv: multiply matrix entries (nccl-tests MATRIX_SCALE)",
+    )
     xg.add_argument("--generator", default="uniform", help=f"alltoallv: {', '.join(GENERATORS)}")
     xg.add_argument("--skew", type=float, default=1.1, help="alltoallv zipf/distance exponent")
     xg.add_argument("--codec", default="none", help="compress payloads with this codec")
     moe = _moe_options()
     if moe is not None:
         moe.add_moe_arguments(p)
+    links.add_arguments(p)
     p.set_defaults(func=run_command)
 
 
@@ -199,7 +206,8 @@ def op_options(args: argparse.Namespace, world: int, local_world: int) -> dict[s
         opts["pair"] = resolve_pair(args.pair, world, local_world)
     moe = _moe_options()
     if moe is not None and ops_registry.op_class(args.op).size_unit == "tokens":
-        opts.update(moe.moe_op_kwargs(args))
+        moe.check_moe_args(args, world, args.gpus_per_node or local_world)
+        opts.update(moe.moe_op_kwargs(args, local_world))
     if args.op == "alltoallv":
         opts["generator"], opts["skew"] = args.generator, args.skew
         if args.matrix:
@@ -289,7 +297,13 @@ def run_command(args: argparse.Namespace) -> int:
         local_world = args.gpus_per_node or args.np
         if args.np % local_world:
             raise UsageError(f"--gpus-per-node {local_world} does not divide --np {args.np}")
-        _validate_point_sizes(build_op(args, args.np, local_world), sizes, args.datatype, args.np)
+        op = build_op(args, args.np, local_world)
+        _validate_point_sizes(op, sizes, args.datatype, args.np)
+        if op.has_redop and args.datatype.startswith("float8") and args.backend != "nccl":
+            raise UsageError(
+                f"backend {args.backend} cannot reduce {args.datatype}; pick another -d "
+                "(float8 moves as bytes in alltoall/allgather/sendrecv)"
+            )
         if args.output and pathlib.Path(args.output).exists() and not args.overwrite:
             raise UsageError(
                 f"results file {args.output} exists; choose another -o or pass --overwrite"
@@ -356,14 +370,26 @@ def execute(args: argparse.Namespace, sizes: list[int], timing: Timing) -> list[
         _validate_point_sizes(op, sizes, args.datatype, comm.world)
         if not comm.supports_dtype(args.datatype):
             raise UsageError(f"backend {args.backend} cannot send {args.datatype}; pick another -d")
+        reduces = getattr(comm, "supports_reduction", None)
+        if op.has_redop and reduces is not None and not reduces(args.datatype):
+            raise UsageError(
+                f"backend {args.backend} cannot reduce {args.datatype}; pick another -d "
+                "(float8 moves as bytes in alltoall/allgather/sendrecv)"
+            )
+        model = links.LinkModel(args.topology, args.rank_map, comm.world) if args.topology else None
         config = resolved_config(args, sizes)
         facts = session.preflight(config)
         out = pathlib.Path(args.output) if args.output else default_output(args.op, args.backend)
         writer = session.open_results(
-            out, config=config, rank_facts=facts, argv=list(sys.argv), overwrite=args.overwrite
+            out,
+            config=config,
+            rank_facts=facts,
+            argv=list(sys.argv),
+            overwrite=args.overwrite,
+            extra=links.run_labels(args, model),
         )
         runner = PointRunner(comm, op, timing, session.dog, parse_fault(args.inject_fault))
-        records = _sweep(runner, sizes, args, writer)
+        records = _sweep(runner, sizes, args, writer, model)
         if writer is not None:
             _finish(writer.path, records, args.format)
         return records
@@ -392,36 +418,71 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _sweep(
-    runner: PointRunner, sizes: list[int], args: argparse.Namespace, writer: ResultWriter | None
+    runner: PointRunner,
+    sizes: list[int],
+    args: argparse.Namespace,
+    writer: ResultWriter | None,
+    model: links.LinkModel | None = None,
 ) -> list[Record]:
     comm = runner.comm
     printing = writer is not None
     if printing:
-        _print_banner(args, comm)
+        _print_banner(args, comm, model is not None)
     all_records: list[Record] = []
-    for index, size in enumerate(sizes):
-        records = runner.measure(size, index, args.datatype)
-        all_records.extend(records)
-        if writer is not None:
-            for rec in records:
-                writer.record(rec)
-            by_mode = {r.mode: r for r in records}
-            summary = by_mode.get("graph") or by_mode.get("loop") or records[0]
-            print(table_row(summary, by_mode.get("per_iter")), flush=True)
+    with _progress(printing, len(sizes), args.op) as advance:
+        for index, size in enumerate(sizes):
+            records = runner.measure(size, index, args.datatype)
+            if model is not None and printing:
+                records = model.annotate(runner.op, size, args.datatype, comm.world, records)
+            advance()
+            _emit(records, all_records, writer, model is not None)
     return all_records
 
 
-def _print_banner(args: argparse.Namespace, comm: Any) -> None:
+def _emit(
+    records: list[Record], all_records: list[Record], writer: ResultWriter | None, bound: bool
+) -> None:
+    """Keep a point's records; on rank 0 write them to disk and print the table row."""
+    all_records.extend(records)
+    if writer is None:
+        return
+    for rec in records:
+        writer.record(rec)
+    by_mode = {r.mode: r for r in records}
+    summary = by_mode.get("graph") or by_mode.get("loop") or records[0]
+    print(table_row(summary, by_mode.get("per_iter"), bound), flush=True)
+
+
+@contextlib.contextmanager
+def _progress(enabled: bool, total: int, op: str) -> Iterator[Callable[[], None]]:
+    """A rich progress bar on rank 0's terminal (stderr), silent when not a terminal."""
+    if not (enabled and sys.stderr.isatty()):
+        yield lambda: None
+        return
+    from rich.console import Console
+    from rich.progress import Progress
+
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(f"{op}", total=total)
+        yield lambda: bar.advance(task)
+
+
+def _print_banner(args: argparse.Namespace, comm: Any, bound: bool = False) -> None:
     mode = "CUDA graph replay" if args.cudagraph else "back-to-back loop"
     print(
         f"# epbench {args.op}  backend {comm.backend}  ranks {comm.world}  "
         f"nodes {comm.num_nodes} x {comm.local_world}  device {comm.device}"
     )
     print(
-        f"# time/algbw/busbw: mean of {mode} ({args.blocks} blocks x {args.iters} ops); "
+        f"# time/algbw/busbw: median over {args.blocks} blocks of {args.iters} ops, {mode}; "
         f"p50/p99: per-iteration samples, {args.average} over ranks; GB = 1e9 B"
     )
-    print(TABLE_HEADER, flush=True)
+    if bound:
+        print(
+            f"# bound(us): busiest link's bytes / its rate on --topology {args.topology} "
+            f"with --rank-map {args.rank_map} (a lower bound, no latency)"
+        )
+    print(TABLE_HEADER + (f" {'bound(us)':>10}" if bound else ""), flush=True)
 
 
 def _finish(path: pathlib.Path, records: list[Record], fmt: str) -> None:
@@ -431,7 +492,7 @@ def _finish(path: pathlib.Path, records: list[Record], fmt: str) -> None:
     if loops:
         import numpy as np
 
-        bus = [r.size_bytes / np.mean(r.times_s) / 1e9 * r.bus_factor for r in loops]
+        bus = [r.size_bytes / np.median(r.times_s) / 1e9 * r.bus_factor for r in loops]
         print(f"# Avg bus bandwidth    : {float(np.mean(bus)):.4g} GB/s")
     print(f"# results: {path}")
     if fmt != "jsonl":

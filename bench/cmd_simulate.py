@@ -22,13 +22,12 @@ from typing import Any
 from bench.cmd_topo import resolve_cluster, resolve_rank_map
 from bench.errors import UsageError
 from results.schema import Footer, Header, Record
-from topologies import Cluster, RankMap, Uniform, link_class_bytes, simulate
+from topologies import Cluster, RankMap, Uniform, simulate
 from topologies import traffic as tr
 from topologies.rankmap import KINDS
 
 OPS = ("alltoall", "alltoallv", "dispatch", "combine")
 TOKEN_OPS = ("dispatch", "combine")
-MAX_CLASS_RANKS = 4096  # link-class accounting builds the dense matrix; skip above this
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -126,22 +125,19 @@ def _records(
                 qps=args.qps,
                 seed=s,
                 rel_tol=args.rel_tol,
+                aggregate=args.aggregate,
             )
             for s in seeds
         ]
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     wall = time.perf_counter() - t0
-    classes = None
-    if rmap.world <= MAX_CLASS_RANKS:
-        m = shape.matrix() if isinstance(shape, Uniform) else shape
-        classes = link_class_bytes(cluster, rmap, m)
-    return [_record(op, cluster, rmap, s, preds, classes, moe, wall) for s in sizes]
+    return [_record(op, cluster, rmap, s, preds, moe, wall) for s in sizes]
 
 
 def _record(
-    op: str, cluster: Cluster, rmap: RankMap, size: int, preds: list[Any],
-    classes: dict[str, float] | None, moe: MoeShape, wall_s: float,
+    op: str, cluster: Cluster, rmap: RankMap, size: int, preds: list[Any], moe: MoeShape,
+    wall_s: float,
 ) -> Record:  # fmt: skip
     world = rmap.world
     k = unit_of(op, size, world)
@@ -173,8 +169,7 @@ def _record(
     }
     if len(times) > 1:
         extra["ecmp_seed_times_s"] = times
-    if classes is not None:
-        extra["link_class_bytes"] = {key: v * k for key, v in classes.items()}
+    extra["link_class_bytes"] = {key: v * k for key, v in first.class_bytes.items()}
     if op in TOKEN_OPS:
         extra.update(tokens_per_rank=size, **dataclasses.asdict(moe))
     return Record(op=op, backend="model", dtype=dtype, mode="per_iter", size_bytes=size_bytes,
@@ -199,7 +194,16 @@ def register(subparsers: Any) -> None:
     p.add_argument("--qps", type=int, default=1, help="ECMP: queue pairs (hashed) per flow")
     p.add_argument("--seeds", type=int, default=1, help="ECMP: hash seeds to sample")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--rel-tol", type=float, default=0.0, help="batch flow completions (0 exact)")
+    p.add_argument(
+        "--rel-tol",
+        type=float,
+        default=0.01,
+        help="merge rates/completions within this fraction (0: exact)",
+    )
+    p.add_argument(
+        "--aggregate", choices=("auto", "flows"), default="auto",
+        help="auto: solve symmetric all-to-alls per orbit (exact); flows: one flow per pair",
+    )  # fmt: skip
     p.add_argument("--hidden", type=int, default=7168)
     p.add_argument("--topk", type=int, default=8)
     p.add_argument("--experts", type=int, default=256)
@@ -264,6 +268,24 @@ def print_table(records: list[Record], console: Any, title: str = "predicted") -
     console.print(t)
 
 
+def print_compare(records: list[Record], console: Any) -> None:
+    """Side by side: predicted time of each cluster per (op, size), and its ratio to the first."""
+    from rich.table import Table
+
+    clusters = list(dict.fromkeys(r.extra["cluster"] for r in records))
+    points: dict[tuple[str, int], dict[str, float]] = {}
+    for r in records:
+        points.setdefault((r.op, r.size_bytes), {})[r.extra["cluster"]] = r.times_s[0]
+    t = Table(title=f"predicted time ratio to {clusters[0]}")
+    for col in ("op", "size", *clusters):
+        t.add_column(col, justify="left" if col == "op" else "right")
+    for (op, size), times in points.items():
+        base = times.get(clusters[0], 0.0)
+        cells = [f"{times[c] / base:.3f}" if base and c in times else "-" for c in clusters]
+        t.add_row(op, _human(size), *cells)
+    console.print(t)
+
+
 def _human(n: int) -> str:
     for unit, shift in (("G", 30), ("M", 20), ("K", 10)):
         if n >= 1 << shift and n % (1 << shift) == 0:
@@ -283,6 +305,8 @@ def run(args: argparse.Namespace) -> int:
     config = {k: v for k, v in vars(args).items() if k != "func"}
     write_results(out, records, config)
     print_table(records, console, title="predicted (fabric model, not measured)")
+    if args.compare:
+        print_compare(records, console)
     console.print(f"wrote {len(records)} predicted records to {out}")
     return 0
 
@@ -298,4 +322,5 @@ def demo(out_dir: pathlib.Path, console: Any) -> list[pathlib.Path]:
     path = pathlib.Path(out_dir) / "predicted-mpft-mrft-ib-roce.jsonl"
     write_results(path, records, {k: v for k, v in vars(args).items() if k != "func"})
     print_table(records, console, title="predicted: 2048-GPU all-to-all, MPFT vs MRFT, IB vs RoCE")
+    print_compare(records, console)
     return [path]

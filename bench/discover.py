@@ -71,7 +71,7 @@ def _natural(name: str) -> list[Any]:
 
 def _gpus_nvml(absent: list[str]) -> list[dict[str, Any]] | None:
     try:
-        import pynvml  # type: ignore[import-not-found]
+        import pynvml
     except ImportError:
         absent.append("NVML: pynvml (nvidia-ml-py) not installed; GPUs read from PCI sysfs")
         return None
@@ -96,7 +96,7 @@ def _gpus_nvml(absent: list[str]) -> list[dict[str, Any]] | None:
 
 def _gpus_sysfs(root: pathlib.Path, absent: list[str]) -> list[dict[str, Any]]:
     base = root / "sys/bus/pci/devices"
-    out = []
+    out: list[dict[str, Any]] = []
     for dev in sorted(base.glob("*")) if base.is_dir() else []:
         if _read(dev / "vendor") == "0x10de" and _read(dev / "class")[:6] in ("0x0302", "0x0300"):
             out.append(

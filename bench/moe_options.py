@@ -1,7 +1,7 @@
 """Command-line options of the MoE ops (`epbench run dispatch|combine|moe`).
 
 `add_moe_arguments(parser)` adds the flags; `moe_op_kwargs(args)` turns them into the
-keyword options of collectives.ops.moe's op classes; `moe_token_sizes(args)` gives the
+keyword options of collectives.ops.moe's op classes; `token_sweep(args)` gives the
 token counts to sweep; `check_moe_args(args, world, gpus_per_node)` validates everything
 that can be known before launch and raises UsageError naming the bad value. Defaults follow
 DeepEP's tests: 4096 tokens (128 in low-latency mode), hidden 7168, 256 experts, top-8,
@@ -17,7 +17,7 @@ from typing import Any
 from bench.errors import UsageError
 from collectives.moe.engine import MODES, MoESetup, make_placement
 from collectives.moe.layout import ALGOS
-from collectives.moe.routing import ROUTINGS
+from collectives.moe.routing import ROUTINGS, load_routing_file
 
 DEFAULT_TOKENS = {"normal": 4096, "low-latency": 128}
 
@@ -103,13 +103,14 @@ def _token_list(text: str) -> list[int]:
     return values
 
 
-def moe_token_sizes(args: argparse.Namespace) -> list[int]:
+def token_sweep(args: argparse.Namespace) -> list[int]:
     """Token counts per rank to sweep (the sizes of ops with size_unit == 'tokens')."""
     return list(args.num_tokens or [DEFAULT_TOKENS[args.mode]])
 
 
-def moe_op_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """Keyword options for Dispatch/Combine/MoE(seed=..., **kwargs)."""
+def moe_op_kwargs(args: argparse.Namespace, local_world: int | None = None) -> dict[str, Any]:
+    """Keyword options for Dispatch/Combine/MoE(seed=..., **kwargs); `local_world` (ranks
+    per node as launched) stands in when --gpus-per-node is not given."""
     return {
         "hidden": args.hidden,
         "num_experts": args.num_experts,
@@ -125,7 +126,7 @@ def moe_op_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "codec_combine": args.codec_combine,
         "overlap": args.overlap,
         "expert_dim": args.expert_dim,
-        "gpus_per_node": getattr(args, "gpus_per_node", None),
+        "gpus_per_node": getattr(args, "gpus_per_node", None) or local_world,
     }
 
 
@@ -134,7 +135,7 @@ def check_moe_args(args: argparse.Namespace, world: int, gpus_per_node: int | No
     kwargs = moe_op_kwargs(args)
     fields = {f.name for f in dataclasses.fields(MoESetup)}
     try:
-        for tokens in moe_token_sizes(args):
+        for tokens in token_sweep(args):
             setup = MoESetup(
                 num_tokens=tokens,
                 **{k: v for k, v in kwargs.items() if k in fields and v is not None},
@@ -144,6 +145,8 @@ def check_moe_args(args: argparse.Namespace, world: int, gpus_per_node: int | No
             raise ValueError(f"--gpus-per-node {local} does not divide the {world} ranks")
         setup.resolved_node_limit(world // local)
         make_placement(setup, world)
+        if setup.routing_file:
+            load_routing_file(setup.routing_file)
         if args.expert_dim < 1:
             raise ValueError(f"--expert-dim {args.expert_dim} must be >= 1")
     except (ValueError, OSError) as exc:

@@ -96,9 +96,15 @@ def export(records: Sequence[Record], path: pathlib.Path, fmt: str) -> pathlib.P
 def stats_us(times_s: Sequence[float]) -> dict[str, float]:
     arr = np.asarray(times_s, dtype=np.float64) * 1e6
     if arr.size == 0:
-        return {"mean": float("nan"), "p50": float("nan"), "p99": float("nan")}
+        return {
+            "mean": float("nan"),
+            "median": float("nan"),
+            "p50": float("nan"),
+            "p99": float("nan"),
+        }
     return {
         "mean": float(arr.mean()),
+        "median": float(np.median(arr)),
         "p50": float(np.percentile(arr, 50)),
         "p99": float(np.percentile(arr, 99)),
     }
@@ -111,15 +117,17 @@ TABLE_HEADER = (
 )
 
 
-def table_row(summary: Record, per_iter: Record | None) -> str:
+def table_row(summary: Record, per_iter: Record | None, with_bound: bool = False) -> str:
     """One nccl-tests style row: time/algbw/busbw from `summary` (loop or graph mode),
     p50/p99 from the per-iteration record."""
     st = stats_us(summary.times_s)
-    algbw = summary.size_bytes / (st["mean"] * 1e-6) / GB if st["mean"] > 0 else 0.0
+    # median of the blocks: one disturbed block must not move the row (nccl-tests has one)
+    algbw = summary.size_bytes / (st["median"] * 1e-6) / GB if st["median"] > 0 else 0.0
     pi = stats_us(per_iter.times_s) if per_iter else {"p50": float("nan"), "p99": float("nan")}
     wrong = "N/A" if summary.num_wrong < 0 else str(summary.num_wrong)
     return (
         f" {summary.size_bytes:>11} {summary.count:>11} {summary.dtype:>9} "
-        f"{summary.redop:>6} {summary.root:>5} {st['mean']:>10.2f} {algbw:>11.2f} "
+        f"{summary.redop:>6} {summary.root:>5} {st['median']:>10.2f} {algbw:>11.2f} "
         f"{algbw * summary.bus_factor:>11.2f} {wrong:>7} {pi['p50']:>10.2f} {pi['p99']:>10.2f}"
+        + (f" {summary.extra.get('link_bound_s', float('nan')) * 1e6:>10.2f}" if with_bound else "")
     )

@@ -126,12 +126,19 @@ class PointRunner:
         comm.synchronize()
         return timer.elapsed_s()
 
-    def _blocks(self, issue: Callable[[], None], ops_per_block: int) -> list[float]:
+    def _blocks(
+        self, issue: Callable[[], None], ops_per_block: int, align: Callable[[], None]
+    ) -> list[float]:
         comm = self.comm
         samples = []
         for _ in range(self.timing.num_blocks):
             timer = comm.timer()
             comm.barrier()
+            if comm.device != "cpu":
+                # A host barrier leaves the ranks' streams tens of microseconds apart; one
+                # untimed op just before the start event lines them up on the device, so
+                # a late rank's arrival is not charged to the block.
+                align()
             timer.start()
             issue()
             timer.stop()
@@ -144,7 +151,7 @@ class PointRunner:
             for _ in range(self.timing.num_iters):
                 self.op.run(self.comm, bufs)
 
-        return self._blocks(issue, self.timing.num_iters)
+        return self._blocks(issue, self.timing.num_iters, lambda: self.op.run(self.comm, bufs))
 
     def _graph(self, bufs: Buffers) -> list[float] | None:
         n = self.timing.graph_iters
@@ -153,7 +160,7 @@ class PointRunner:
             return None
         replay()  # warm the graph
         self.comm.synchronize()
-        return self._blocks(replay, n)
+        return self._blocks(replay, n, lambda: self.op.run(self.comm, bufs))
 
     def measure(self, size: int, size_index: int, dtype: str) -> list[Record]:
         """All records of one point (one per timing mode that ran)."""

@@ -40,6 +40,10 @@ def _child_env(rank: int, num_ranks: int, port: int) -> dict[str, str]:
     for name in list(env):  # an outer launcher's variables would confuse detection
         if name.startswith(("OMPI_COMM_WORLD", "PMI_", "PMIX_", "SLURM_PROCID")):
             del env[name]
+    # One thread per rank unless asked otherwise (as torchrun does): idle torch/numba worker
+    # threads of several ranks spinning on a few cores slow every collective many times over.
+    for name in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.setdefault(name, "1")
     env.update(
         {
             "RANK": str(rank),
@@ -61,7 +65,10 @@ def run_local(argv: Sequence[str], num_ranks: int, backend: str, timeout_s: floa
         mpiexec = mpiexec_path()
         if mpiexec is None:
             raise UsageError("--backend mpi with --np needs mpiexec; install mpich or use gloo")
-        procs = [subprocess.Popen([mpiexec, "-n", str(num_ranks), *cmd])]
+        env = dict(os.environ)
+        for name in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS", "MKL_NUM_THREADS"):
+            env.setdefault(name, "1")
+        procs = [subprocess.Popen([mpiexec, "-n", str(num_ranks), *cmd], env=env)]
     else:
         port = free_port()
         procs = [

@@ -2,8 +2,8 @@
 reports. Reads files; imports nothing from bench/ or collectives/.
 
 `results.load(paths)` (results/loader.py) returns the tidy frame of any mix of epbench,
-nccl-tests, OSU and DeepEP files; `results.load_all` also returns per-rank samples,
-provenance and problems.
+nccl-tests, OSU and DeepEP files; `results.load_all` also returns per-rank samples, provenance
+and problems.
 They are imported on first use, so that writing results (results.schema) stays light.
 """
 

@@ -39,6 +39,7 @@ _VOLATILE = re.compile(
 _NOT_METADATA = {
     "run_id",
     "source",
+    "dir",
     "label",
     "line",
     "iteration",

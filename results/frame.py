@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import pathlib
 from typing import Any
 
 import numpy as np
@@ -59,8 +60,9 @@ INT_COLUMNS = (
     "line",
 )
 FLOAT_COLUMNS = ("bus_factor",)
-RUN_COLUMNS = ("run_id", "source", "format", "label")
-"""Columns that name the run (launch) a row came from."""
+RUN_COLUMNS = ("run_id", "source", "dir", "format", "label")
+"""Columns that name the run (launch) a row came from; `dir` is the name of the folder the
+file sits in, so that `compare ib/ roce/ --by dir` works for any tool's files."""
 POINT_KEYS = ("op", "backend", "dtype", "codec", "mode", "placement", "variant", "size_bytes")
 """Columns that identify one measured point of a configuration."""
 RANK_KEYS = ("run_id", "label", *POINT_KEYS, "predicted")
@@ -99,6 +101,11 @@ class RunInfo:
     """Provenance as written by the tool, unflattened (shown in reports)."""
     config: dict[str, Any] = dataclasses.field(default_factory=dict)
     """The tool's resolved configuration, unflattened."""
+
+    @property
+    def dir(self) -> str:
+        """Name of the folder holding the source file."""
+        return pathlib.PurePath(self.source).parent.name
 
 
 def flatten(prefix: str, value: Any, out: dict[str, Any]) -> dict[str, Any]:

@@ -19,6 +19,10 @@ from results import read_deepep, read_epbench, read_nccl, read_osu
 from results.frame import FrameBuilder, Problem, RunInfo
 
 FORMATS = ("auto", "epbench", "nccl-tests", "nccl-tests-json", "osu", "deepep")
+UNRECOGNISED = (
+    "format not recognised (expected epbench JSON Lines, nccl-tests text or -J JSON, OSU or "
+    "OMB-Py output, or a DeepEP test log); file skipped"
+)
 SUFFIXES = (".jsonl", ".json", ".txt", ".log", ".out")
 """File endings picked up when a directory is given."""
 
@@ -54,7 +58,7 @@ def expand_paths(paths: Iterable[str | pathlib.Path]) -> tuple[list[pathlib.Path
 
 def sniff(path: pathlib.Path) -> str:
     """The format of a file from its first 64 KiB ('' when unrecognised)."""
-    with path.open(encoding="utf-8", errors="replace") as handle:
+    with path.open(encoding="utf-8-sig", errors="replace") as handle:
         head = handle.read(65536)
     checks = (
         ("epbench", read_epbench.looks_like_epbench),
@@ -104,17 +108,9 @@ def _read_one(
         problems.append(Problem(source=str(path), line=0, message=f"cannot read: {exc}"))
         return
     if not kind:
-        problems.append(
-            Problem(
-                source=str(path),
-                line=0,
-                message=(
-                    "format not recognised (expected epbench JSON Lines, nccl-tests text or "
-                    "-J JSON, "
-                    "OSU or OMB-Py output, or a DeepEP test log); file skipped"
-                ),
-            )
-        )
+        empty = path.stat().st_size == 0
+        message = "file is empty" if empty else UNRECOGNISED
+        problems.append(Problem(source=str(path), line=0, message=message))
         return
     try:
         if kind == "epbench":

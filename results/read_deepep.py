@@ -50,7 +50,7 @@ def read(path: pathlib.Path, builder: FrameBuilder, problems: list[Problem]) -> 
     config: dict[str, Any] = {}
     pending: list[tuple[int, dict[str, Any], float]] = []
     rows: list[tuple[int, dict[str, Any], float]] = []
-    with path.open(encoding="utf-8", errors="replace") as handle:
+    with path.open(encoding="utf-8-sig", errors="replace") as handle:
         for lineno, raw in enumerate(handle, 1):
             line = raw.strip()
             if (m := _CONFIG.match(line)) is not None:

@@ -35,7 +35,7 @@ def read(path: pathlib.Path, builder: FrameBuilder, problems: list[Problem]) -> 
     run = -1
     version = schema.SCHEMA_VERSION
     iters: Any = 0
-    with path.open(encoding="utf-8", errors="replace") as handle:
+    with path.open(encoding="utf-8-sig", errors="replace") as handle:
         for lineno, line in enumerate(handle, 1):
             if not line.strip():
                 continue

@@ -72,7 +72,7 @@ def read_text(
     source = str(path)
     default_op = op_hint or _op_from_name(path.name)
     runs: list[_TextRun] = [_TextRun(source, 0, default_op)]
-    with path.open(encoding="utf-8", errors="replace") as handle:
+    with path.open(encoding="utf-8-sig", errors="replace") as handle:
         for lineno, raw in enumerate(handle, 1):
             line = raw.rstrip("\n")
             cur = runs[-1]
@@ -144,10 +144,9 @@ def _comment(line: str, run: _TextRun) -> None:
                 "gpu": rm.group(7).strip(),
             }
         )
-    elif "i_min" in line:
-        run.block = 8
-    elif "cputime" in line:
-        run.time_kind = "cputime"
+    elif "busbw" in line and "size" in line:  # the column header line
+        run.block = 8 if "i_min" in line else 4
+        run.time_kind = "cputime" if "cputime" in line else "time"
     elif line.startswith("# Avg bus bandwidth"):
         run.meta["avg_busbw_gbps"] = line.split(":", 1)[1].split()[0]
     elif line.startswith("# Out of bounds values"):
@@ -210,7 +209,7 @@ def read_json(path: pathlib.Path, builder: FrameBuilder, problems: list[Problem]
     """Add the run of an nccl-tests `-J` JSON file to `builder`."""
     source = str(path)
     try:
-        doc = json.loads(path.read_text(encoding="utf-8", errors="replace"))
+        doc = json.loads(path.read_text(encoding="utf-8-sig", errors="replace"))
     except json.JSONDecodeError as exc:
         problems.append(
             Problem(

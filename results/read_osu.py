@@ -85,7 +85,7 @@ def read(
         "rows": [],
         "version": "",
     }
-    with path.open(encoding="utf-8", errors="replace") as handle:
+    with path.open(encoding="utf-8-sig", errors="replace") as handle:
         for lineno, raw in enumerate(handle, 1):
             _line(raw.strip(), lineno, state, source, problems)
     if not state["rows"]:

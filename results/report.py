@@ -1,91 +1,37 @@
 """Reports: a self-contained HTML file (figures embedded as base64 PNG, no scripts, no
-external resources) and a Markdown twin with its figures beside it.
-
-Everything taken from input files is escaped: the HTML through jinja2's autoescape, the
-Markdown through `md_escape`. The report holds the summary table, comparisons with their
-verdicts and the metadata that differs between sides, figures, bounds, every warning
-(file problems, unstable groups, stragglers), and each run's provenance.
+external resources) and a Markdown twin with its figures beside it (rendering in
+results/render.py, which escapes everything taken from input files). The report holds the
+summary table, comparisons with their verdicts and the metadata that differs between sides,
+figures, bounds, every warning (file problems, unstable groups, stragglers), and each run's
+provenance.
 """
 
 from __future__ import annotations
 
-import base64
-import dataclasses
-import io
-import json
-import math
 import pathlib
 import re
 from collections.abc import Sequence
-from typing import Any
 
-import jinja2
-import matplotlib.pyplot as plt
 import pandas as pd
-from matplotlib.figure import Figure
 
 from results import bounds as bounds_mod
 from results import plots, stats
 from results.compare import CompareSettings, Comparison, compare, resolve_key
 from results.loader import Loaded
+from results.render import (
+    Content,
+    FigureItem,
+    ReportPaths,
+    Table,
+    make_table,
+    md_escape,
+    png_bytes,
+    write_report,
+)
+
+__all__ = ["ReportPaths", "build_report", "md_escape"]
 
 MAX_RANK_HEATMAPS = 4
-MAX_META_CHARS = 20000
-"""Provenance JSON shown per run is cut at this many characters."""
-_TEMPLATES = pathlib.Path(__file__).parent / "templates"
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class ReportPaths:
-    """Files a report wrote."""
-
-    html: pathlib.Path
-    """The self-contained HTML report."""
-    markdown: pathlib.Path
-    """The Markdown report (figures in `figures/` beside it)."""
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class Table:
-    """A table ready to render: header and rows of strings."""
-
-    title: str
-    columns: list[str]
-    rows: list[list[str]]
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class FigureItem:
-    """One embedded figure."""
-
-    title: str
-    name: str
-    png: bytes
-
-    @property
-    def uri(self) -> str:
-        return "data:image/png;base64," + base64.b64encode(self.png).decode("ascii")
-
-
-def _png(fig: Figure) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80)
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "–"
-        return f"{value:.4g}"
-    return str(value)
-
-
-def _table(title: str, frame: pd.DataFrame, columns: dict[str, str]) -> Table:
-    cols = [c for c in columns if c in frame.columns]
-    rows = [[_fmt(v) for v in rec] for rec in frame[cols].itertuples(index=False)]
-    return Table(title=title, columns=[columns[c] for c in cols], rows=rows)
 
 
 SUMMARY_COLUMNS = {
@@ -146,14 +92,6 @@ def _compare_view(table: pd.DataFrame) -> pd.DataFrame:
     return view
 
 
-@dataclasses.dataclass
-class _Content:
-    tables: list[Table] = dataclasses.field(default_factory=list)
-    figures: list[FigureItem] = dataclasses.field(default_factory=list)
-    warnings: list[str] = dataclasses.field(default_factory=list)
-    notes: list[str] = dataclasses.field(default_factory=list)
-
-
 def build_report(
     loaded: Loaded,
     out_dir: pathlib.Path,
@@ -173,7 +111,7 @@ def build_report(
     frame = loaded.frame
     if frame.empty:
         raise ValueError("no measurements loaded: nothing to report (see the problems listed)")
-    content = _Content(warnings=[str(p) for p in loaded.problems])
+    content = Content(warnings=[str(p) for p in loaded.problems])
     summary = stats.summarize(frame)
     _summary_section(summary, content)
     all_bounds = [*bounds_mod.bounds_from_frame(frame), *(extra_bounds or [])]
@@ -184,12 +122,12 @@ def build_report(
     _rank_section(loaded.ranks, content)
     _predicted_section(frame, summary, [resolve_key(frame, k) for k in by], content)
     _bounds_section(summary, all_bounds, content)
-    return _write(out_dir, loaded, content, title, generated_utc)
+    return write_report(out_dir, loaded.frame, loaded.runs, content, title, generated_utc)
 
 
-def _summary_section(summary: pd.DataFrame, content: _Content) -> None:
+def _summary_section(summary: pd.DataFrame, content: Content) -> None:
     view = _summary_view(summary)
-    content.tables.append(_table("Summary: per configuration and size", view, SUMMARY_COLUMNS))
+    content.tables.append(make_table("Summary: per configuration and size", view, SUMMARY_COLUMNS))
     flagged = view[view["warnings"] != ""]
     for (series, op), grp in flagged.groupby(["series", "op"], observed=True, sort=True):
         kinds: dict[str, list[tuple[int, str]]] = {}
@@ -209,7 +147,7 @@ def _summary_section(summary: pd.DataFrame, content: _Content) -> None:
 
 
 def _size_figures(
-    summary: pd.DataFrame, all_bounds: list[bounds_mod.Bound], content: _Content
+    summary: pd.DataFrame, all_bounds: list[bounds_mod.Bound], content: Content
 ) -> None:
     for op, grp in summary.groupby("op", observed=True, sort=True):
         has_bw = grp["busbw_gbps"].notna().any()
@@ -218,7 +156,7 @@ def _size_figures(
                 FigureItem(
                     title=f"{op}: bus bandwidth vs size",
                     name=f"{op}_busbw",
-                    png=_png(
+                    png=png_bytes(
                         plots.size_plot(
                             grp, metric="busbw", bounds=all_bounds, title=f"{op}: busbw"
                         )
@@ -229,12 +167,12 @@ def _size_figures(
             FigureItem(
                 title=f"{op}: time per op vs size",
                 name=f"{op}_time",
-                png=_png(plots.size_plot(grp, metric="time", title=f"{op}: time")),
+                png=png_bytes(plots.size_plot(grp, metric="time", title=f"{op}: time")),
             )
         )
 
 
-def _compare_section(comparison: Comparison, content: _Content) -> None:
+def _compare_section(comparison: Comparison, content: Content) -> None:
     table = comparison.table
     margin = comparison.settings.margin
     content.notes.append(
@@ -248,11 +186,11 @@ def _compare_section(comparison: Comparison, content: _Content) -> None:
         content.warnings.append(f"comparison by {comparison.by}: no op/size measured on both sides")
         return
     content.tables.append(
-        _table(f"Comparison by {comparison.by}", _compare_view(table), COMPARE_COLUMNS)
+        make_table(f"Comparison by {comparison.by}", _compare_view(table), COMPARE_COLUMNS)
     )
     if not comparison.differing.empty:
         content.tables.append(
-            _table(
+            make_table(
                 "Metadata that differs between the sides (besides the compared key)",
                 comparison.differing,
                 {c: c for c in comparison.differing.columns},
@@ -269,14 +207,14 @@ def _compare_section(comparison: Comparison, content: _Content) -> None:
             FigureItem(
                 title=f"{op}: time ratio vs size by {comparison.by}",
                 name=f"{op}_ratio",
-                png=_png(
+                png=png_bytes(
                     plots.ratio_plot(grp, margin=margin, title=f"{op}: B/A by {comparison.by}")
                 ),
             )
         )
 
 
-def _ecdf_figures(frame: pd.DataFrame, content: _Content) -> None:
+def _ecdf_figures(frame: pd.DataFrame, content: Content) -> None:
     multi = frame[~frame["predicted"]]
     counts = multi.groupby(["op", "size_bytes"], observed=True).size()
     counts = counts[counts >= 10]
@@ -288,14 +226,14 @@ def _ecdf_figures(frame: pd.DataFrame, content: _Content) -> None:
                 FigureItem(
                     title=f"{op}: ECDF of per-iteration times at {size} B",
                     name=f"{op}_ecdf_{size}",
-                    png=_png(
+                    png=png_bytes(
                         plots.ecdf_plot(data, size, title=f"{op} at {size} B: per-iteration times")
                     ),
                 )
             )
 
 
-def _rank_section(ranks: pd.DataFrame, content: _Content) -> None:
+def _rank_section(ranks: pd.DataFrame, content: Content) -> None:
     table = stats.rank_table(ranks)
     if table.empty:
         return
@@ -315,13 +253,13 @@ def _rank_section(ranks: pd.DataFrame, content: _Content) -> None:
             FigureItem(
                 title=f"per-rank median time relative to all ranks: {name}",
                 name=f"ranks_{i}",
-                png=_png(plots.rank_heatmap(grp, title=name)),
+                png=png_bytes(plots.rank_heatmap(grp, title=name)),
             )
         )
 
 
 def _predicted_section(
-    frame: pd.DataFrame, summary: pd.DataFrame, match: list[str], content: _Content
+    frame: pd.DataFrame, summary: pd.DataFrame, match: list[str], content: Content
 ) -> None:
     """Measured vs predicted at the same op and size, matched on the compared keys too."""
     if not (summary["predicted"].any() and (~summary["predicted"]).any()):
@@ -331,13 +269,13 @@ def _predicted_section(
         FigureItem(
             title="measured vs predicted (fabric model)",
             name="measured_vs_predicted",
-            png=_png(plots.measured_vs_predicted(keyed, match)),
+            png=png_bytes(plots.measured_vs_predicted(keyed, match)),
         )
     )
 
 
 def _bounds_section(
-    summary: pd.DataFrame, all_bounds: list[bounds_mod.Bound], content: _Content
+    summary: pd.DataFrame, all_bounds: list[bounds_mod.Bound], content: Content
 ) -> None:
     if all_bounds:
         content.tables.append(
@@ -357,7 +295,7 @@ def _bounds_section(
     if not decode.empty:
         decode = decode.assign(series=[plots.series_name(r) for _, r in decode.iterrows()])
         content.tables.append(
-            _table(
+            make_table(
                 "Decode-speed bound from measured bandwidth (algbw at the size nearest the "
                 "decode message)",
                 decode,
@@ -372,118 +310,3 @@ def _bounds_section(
                 },
             )
         )
-
-
-def _provenance(loaded: Loaded) -> list[dict[str, str]]:
-    out = []
-    for run in loaded.runs:
-        text = json.dumps(
-            {"metadata": run.metadata, "config": run.config}, indent=1, sort_keys=True, default=str
-        )
-        if len(text) > MAX_META_CHARS:
-            text = text[:MAX_META_CHARS] + "\n… (cut)"
-        out.append(
-            {
-                "run_id": run.run_id,
-                "source": run.source,
-                "format": run.format,
-                "label": run.label,
-                "json": text,
-            }
-        )
-    return out
-
-
-def _write(
-    out_dir: pathlib.Path, loaded: Loaded, content: _Content, title: str, generated_utc: str
-) -> ReportPaths:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(_TEMPLATES),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-    )
-    provenance = _provenance(loaded)
-    context = {
-        "title": title,
-        "generated_utc": generated_utc,
-        "tables": content.tables,
-        "figures": content.figures,
-        "warnings": content.warnings,
-        "notes": content.notes,
-        "runs": provenance,
-        "num_rows": len(loaded.frame),
-        "num_predicted": int(loaded.frame["predicted"].sum()),
-    }
-    html_path = out_dir / "report.html"
-    html_path.write_text(env.get_template("report.html.j2").render(**context), encoding="utf-8")
-    fig_dir = out_dir / "figures"
-    fig_dir.mkdir(exist_ok=True)
-    for fig in content.figures:
-        (fig_dir / f"{_safe_name(fig.name)}.png").write_bytes(fig.png)
-    md_path = out_dir / "report.md"
-    md_path.write_text(render_markdown(context), encoding="utf-8")
-    return ReportPaths(html=html_path, markdown=md_path)
-
-
-def _safe_name(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:80]
-
-
-def md_escape(text: str) -> str:
-    """Text safe in a Markdown table cell: no HTML, no pipes, no line breaks, no markup."""
-    out = (
-        str(text)
-        .replace("&", "&amp;")
-        .replace("<", "&lt;")
-        .replace(">", "&gt;")
-        .replace("|", "\\|")
-        .replace("\r", " ")
-        .replace("\n", " ")
-    )
-    for ch in "`*_[]#":
-        out = out.replace(ch, "\\" + ch)
-    return out
-
-
-def render_markdown(context: dict[str, Any]) -> str:
-    """The Markdown report for the same context as the HTML template."""
-    lines = [f"# {md_escape(context['title'])}", ""]
-    if context["generated_utc"]:
-        lines += [f"Generated {md_escape(context['generated_utc'])}.", ""]
-    lines += [
-        f"{context['num_rows']} samples loaded, {context['num_predicted']} of them "
-        "predicted by the fabric model (never measurements).",
-        "",
-    ]
-    lines += [md_escape(n) + "\n" for n in context["notes"]]
-    lines += (
-        ["## Warnings", ""]
-        + ([f"- {md_escape(w)}" for w in context["warnings"]] or ["- none"])
-        + [""]
-    )
-    for table in context["tables"]:
-        lines += [
-            f"## {md_escape(table.title)}",
-            "",
-            "| " + " | ".join(md_escape(c) for c in table.columns) + " |",
-            "|" + "---|" * len(table.columns),
-        ]
-        lines += ["| " + " | ".join(md_escape(c) for c in row) + " |" for row in table.rows]
-        lines.append("")
-    lines += ["## Figures", ""]
-    lines += [
-        f"![{md_escape(f.title)}](figures/{_safe_name(f.name)}.png)\n" for f in context["figures"]
-    ]
-    lines += ["## Provenance", ""]
-    for run in context["runs"]:
-        lines += [
-            f"### {md_escape(run['label'])} ({md_escape(run['format'])})",
-            "",
-            f"- run id: {md_escape(run['run_id'])}",
-            f"- file: {md_escape(run['source'])}",
-            "",
-            "```json",
-        ]
-        lines += [run["json"].replace("```", "ʼʼʼ"), "```", ""]
-    return "\n".join(lines)

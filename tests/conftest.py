@@ -22,7 +22,11 @@ def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env["PYTHONWARNINGS"] = "ignore::FutureWarning"
     for name in list(env):  # a test must not inherit an outer launcher
         if name.startswith(("OMPI_", "PMI_", "PMIX_", "SLURM_")) or name in (
-            "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR",
+            "RANK",
+            "WORLD_SIZE",
+            "LOCAL_RANK",
+            "LOCAL_WORLD_SIZE",
+            "MASTER_ADDR",
             "MASTER_PORT",
         ):
             del env[name]
@@ -34,8 +38,13 @@ def run_cli(
     args: Sequence[str], cwd: pathlib.Path, timeout: float = 120, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "bench", *args], cwd=cwd, env=cli_env(env), capture_output=True,
-        text=True, timeout=timeout, check=False,
+        [sys.executable, "-m", "bench", *args],
+        cwd=cwd,
+        env=cli_env(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 

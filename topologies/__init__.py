@@ -16,7 +16,13 @@ from topologies.cluster import (
     workstation,
 )
 from topologies.links import LinkProfile, link_profile
-from topologies.loads import LinkLoads, link_class_bytes, link_rate_bound_s, route_matrix
+from topologies.loads import (
+    LinkLoads,
+    link_class_bytes,
+    link_facts,
+    link_rate_bound_s,
+    route_matrix,
+)
 from topologies.rankmap import (
     RankMap,
     make_rank_map,
@@ -40,6 +46,7 @@ __all__ = [
     "deepseek_mrft",
     "dgx_rail_optimized",
     "link_class_bytes",
+    "link_facts",
     "link_profile",
     "link_rate_bound_s",
     "load_cluster",

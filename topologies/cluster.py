@@ -212,6 +212,10 @@ def _check_cluster(c: Cluster) -> None:
             f"cluster {c.name!r}: nics_per_node={c.nics_per_node} not a multiple of "
             f"num_planes={c.num_planes}"
         )
+    _check_network(c)
+
+
+def _check_network(c: Cluster) -> None:
     if c.switch_radix < 2 or not c.oversubscription > 0:
         raise ValueError(
             f"cluster {c.name!r}: switch_radix={c.switch_radix} oversubscription="

@@ -9,13 +9,14 @@ no schedule can beat: the busiest link's bytes over its rate (docs/PERFORMANCE.m
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from topologies.cluster import Cluster
 from topologies.maxmin import link_bytes
-from topologies.network import KIND_NAMES, Layout, build_paths, make_layout
+from topologies.network import KIND_NAMES, Layout, Paths, build_paths, make_layout
 from topologies.rankmap import RankMap, validate
 
 FloatArray = npt.NDArray[np.float64]
@@ -92,15 +93,24 @@ def route_matrix(
     size = m[src, dst]
     paths = build_paths(layout, rmap, src, dst, seed=seed)
     per_link = link_bytes(paths.fptr, paths.flinks, np.ones(1), size, layout.num_links)
-    classes = {
-        "intra_node_bytes": float(size[paths.intra_node].sum()),
-        "scale_out_same_plane_bytes": float(size[~paths.intra_node & ~paths.cross_plane].sum()),
+    classes = {**class_bytes(paths, size), "local_copy_bytes": float(np.trace(m))}
+    return LinkLoads(layout=layout, bytes_per_link=per_link, class_bytes=classes)
+
+
+def class_bytes(paths: Paths, size: FloatArray) -> dict[str, float]:
+    """Bytes per link class of flows with these paths and sizes (see link_class_bytes)."""
+    inter = ~paths.intra_node
+    intra = float(size[paths.intra_node].sum())
+    forwarded = float(size[paths.forwarded].sum())
+    return {
+        "intra_node_bytes": intra,
+        "scale_out_same_plane_bytes": float(size[inter & ~paths.cross_plane].sum()),
         "scale_out_cross_plane_bytes": float(size[paths.cross_plane].sum()),
         "scale_out_cross_rail_bytes": float(size[paths.cross_rail].sum()),
-        "forwarded_bytes": float(size[paths.forwarded].sum()),
-        "local_copy_bytes": float(np.trace(m)),
+        "forwarded_bytes": forwarded,
+        "scale_up_link_bytes": intra + forwarded,
+        "scale_out_link_bytes": float(size[inter].sum()),
     }
-    return LinkLoads(layout=layout, bytes_per_link=per_link, class_bytes=classes)
 
 
 def link_class_bytes(cluster: Cluster, rank_map: RankMap, matrix: FloatArray) -> dict[str, float]:
@@ -111,19 +121,28 @@ def link_class_bytes(cluster: Cluster, rank_map: RankMap, matrix: FloatArray) ->
     scale_out_cross_plane_bytes: between nodes on different planes (on multi-plane fabrics all
     of it is forwarded inside a node); scale_out_cross_rail_bytes: between nodes, different NIC
     index; forwarded_bytes: relayed by a GPU inside a node (these also cross NVLink once);
-    local_copy_bytes: the diagonal. Plus scale_up_link_bytes and scale_out_link_bytes: bytes
-    summed over GPU-out and NIC-out links.
+    local_copy_bytes: the diagonal; scale_up_link_bytes and scale_out_link_bytes: bytes summed
+    over GPU-out and NIC-out links.
     """
-    loads = route_matrix(cluster, rank_map, matrix)
-    kinds = loads.kind_bytes()
-    return {
-        **loads.class_bytes,
-        "scale_up_link_bytes": kinds["gpu-out"],
-        "scale_out_link_bytes": kinds["nic-out"],
-    }
+    return route_matrix(cluster, rank_map, matrix).class_bytes
 
 
 def link_rate_bound_s(cluster: Cluster, rank_map: RankMap, matrix: FloatArray) -> float:
     """Lower bound on the time to move `matrix`: the busiest link's bytes over its rate,
     with ideal adaptive routing and the cluster's forwarding, no latency. Seconds."""
     return route_matrix(cluster, rank_map, matrix).bound_s
+
+
+def link_facts(cluster: Cluster, rank_map: RankMap, matrix: FloatArray) -> dict[str, Any]:
+    """What a measured op's record carries beside its time: bytes per link class, the
+    link-rate bound (s) and the busiest link, from one routing pass. All scale linearly with
+    the matrix, so one call per op at one size serves a whole sweep."""
+    loads = route_matrix(cluster, rank_map, matrix)
+    top = loads.bottlenecks(1)
+    return {
+        "link_class_bytes": loads.class_bytes,
+        "link_rate_bound_s": loads.bound_s,
+        "bottleneck_link": top[0][0] if top else "none",
+        "topology": cluster.name,
+        "rank_map": rank_map.name,
+    }

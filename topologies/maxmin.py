@@ -5,9 +5,12 @@ fw[e] * rate[f] for e in fptr[f]:fptr[f+1] (fw of size 1 means every weight is 1
 weights come from symmetry-aggregated flows). Progressive filling
 raises every unfrozen flow's rate together until a link saturates, freezes the flows on it,
 and repeats; the result is the unique max-min fair allocation. `complete` recomputes it each
-time flows finish (optionally finishing together the flows whose completion times lie within
-`rel_tol` of the earliest, which bounds the number of recomputations). Compiled with numba;
-docs/PERFORMANCE.md ("Fabric model") states the model and its limits.
+time flows finish. `rel_tol` > 0 trades exactness for speed: links within that fraction of
+saturation freeze together (rates at most rel_tol low), and flows finishing before
+(1 + rel_tol) x the next completion time finish together (the others keep their rates until
+then, and never in steps below rel_tol x the busiest link's drain time), which bounds the
+number of recomputations by about (T_last / T_link) / rel_tol.
+Compiled with numba; docs/PERFORMANCE.md ("Fabric model") states the model and its limits.
 """
 
 from __future__ import annotations
@@ -48,51 +51,75 @@ def _transpose(fptr: Any, flinks: Any, num_links: int) -> tuple[Any, Any]:
 
 
 @_jit
-def _fill(
-    fptr: Any, flinks: Any, fw: Any, lptr: Any, lflows: Any, cap: Any, active: Any, rate: Any
-) -> None:
-    """Max-min fair rates of active flows into `rate` (progressive filling)."""
+def _link_weights(fptr: Any, flinks: Any, fw: Any, active: Any, num_links: int) -> Any:
+    """Sum of the weights of active flows on each link."""
     weighted = fw.size > 1
-    num_links = cap.size
     wsum = np.zeros(num_links)
     for f in range(fptr.size - 1):
         if active[f]:
             for e in range(fptr[f], fptr[f + 1]):
                 wsum[flinks[e]] += fw[e] if weighted else 1.0
+    return wsum
+
+
+@_jit
+def _next_step(wsum: Any, remaining: Any) -> tuple[float, int]:
+    """Smallest rate increase that saturates a link, and that link."""
+    step, best = np.inf, -1
+    for li in range(wsum.size):
+        if wsum[li] > 1e-12:
+            t = remaining[li] / wsum[li]
+            if t < step:
+                step, best = t, li
+    return step, best
+
+
+@_jit
+def _freeze_link(
+    li: int, level: float, lptr: Any, lflows: Any, fptr: Any, flinks: Any, fw: Any,
+    frozen: Any, rate: Any, wsum: Any,
+) -> int:  # fmt: skip
+    """Freeze the unfrozen flows on link li at `level`; return how many."""
+    weighted = fw.size > 1
+    count = 0
+    for k in range(lptr[li], lptr[li + 1]):
+        f = lflows[k]
+        if frozen[f]:
+            continue
+        frozen[f] = True
+        rate[f] = level
+        count += 1
+        for e in range(fptr[f], fptr[f + 1]):
+            wsum[flinks[e]] -= fw[e] if weighted else 1.0
+    wsum[li] = 0.0
+    return count
+
+
+@_jit
+def _fill(
+    fptr: Any, flinks: Any, fw: Any, lptr: Any, lflows: Any, cap: Any, active: Any, rate: Any,
+    rel_tol: float,
+) -> None:  # fmt: skip
+    """Max-min fair rates of active flows into `rate` (progressive filling)."""
+    wsum = _link_weights(fptr, flinks, fw, active, cap.size)
     remaining = cap.copy()
     frozen = ~active
-    left = 0
-    for f in range(active.size):
-        if active[f]:
-            left += 1
+    left = int(active.sum())
     level = 0.0
     while left > 0:
-        step = np.inf
-        best = -1
-        for li in range(num_links):
-            if wsum[li] > 1e-12:
-                t = remaining[li] / wsum[li]
-                if t < step:
-                    step = t
-                    best = li
-        if step == np.inf:
+        step, best = _next_step(wsum, remaining)
+        if best < 0:
             break
         level += step
-        for li in range(num_links):
+        slack = rel_tol * level  # links within rel_tol of saturation freeze together
+        for li in range(cap.size):
             if wsum[li] > 1e-12:
                 remaining[li] -= step * wsum[li]
-        for li in range(num_links):
-            if wsum[li] > 1e-12 and (li == best or remaining[li] <= 1e-9 * cap[li]):
-                for k in range(lptr[li], lptr[li + 1]):
-                    f = lflows[k]
-                    if frozen[f]:
-                        continue
-                    frozen[f] = True
-                    rate[f] = level
-                    left -= 1
-                    for e in range(fptr[f], fptr[f + 1]):
-                        wsum[flinks[e]] -= fw[e] if weighted else 1.0
-                wsum[li] = 0.0
+        for li in range(cap.size):
+            if wsum[li] > 1e-12 and (
+                li == best or remaining[li] <= slack * wsum[li] + 1e-9 * cap[li]
+            ):
+                left -= _freeze_link(li, level, lptr, lflows, fptr, flinks, fw, frozen, rate, wsum)
     for f in range(active.size):
         if active[f] and not frozen[f]:
             rate[f] = np.inf  # a flow that crosses no link
@@ -100,7 +127,15 @@ def _fill(
 
 @_jit
 def _complete(
-    fptr: Any, flinks: Any, fw: Any, lptr: Any, lflows: Any, cap: Any, size: Any, rel_tol: float
+    fptr: Any,
+    flinks: Any,
+    fw: Any,
+    lptr: Any,
+    lflows: Any,
+    cap: Any,
+    size: Any,
+    rel_tol: float,
+    min_step: float,
 ) -> tuple[Any, int]:
     """Completion time of every flow; rates recomputed whenever flows finish."""
     num_flows = size.size
@@ -111,7 +146,7 @@ def _complete(
     now = 0.0
     events = 0
     while active.any():
-        _fill(fptr, flinks, fw, lptr, lflows, cap, active, rate)
+        _fill(fptr, flinks, fw, lptr, lflows, cap, active, rate, rel_tol)
         events += 1
         first = np.inf
         for f in range(num_flows):
@@ -119,7 +154,7 @@ def _complete(
                 t = remaining[f] / rate[f]
                 if t < first:
                     first = t
-        cut = first * (1.0 + rel_tol)
+        cut = max((now + first) * (1.0 + rel_tol) - now, first + min_step)
         step = first
         for f in range(num_flows):
             if active[f]:
@@ -163,7 +198,7 @@ def max_min_rates(
     lptr, lflows = _transpose(fptr, flinks, cap.size)
     num_flows = fptr.size - 1
     rate = np.zeros(num_flows)
-    _fill(fptr, flinks, fw, lptr, lflows, cap, np.ones(num_flows, dtype=np.bool_), rate)
+    _fill(fptr, flinks, fw, lptr, lflows, cap, np.ones(num_flows, dtype=np.bool_), rate, 0.0)
     return cast(FloatArray, rate)
 
 
@@ -180,5 +215,12 @@ def completion_times(
     if rel_tol < 0:
         raise ValueError(f"rel_tol={rel_tol}; use >= 0")
     lptr, lflows = _transpose(fptr, flinks, cap.size)
-    finish, events = _complete(fptr, flinks, fw, lptr, lflows, cap, size_bytes, rel_tol)
+    # no flow can finish before the busiest link drains: batch completions in steps of
+    # rel_tol of that bound, so skewed sizes cannot force one recomputation per tiny flow
+    bound = (
+        float((link_bytes(fptr, flinks, fw, size_bytes, cap.size) / cap).max()) if cap.size else 0.0
+    )
+    finish, events = _complete(
+        fptr, flinks, fw, lptr, lflows, cap, size_bytes, rel_tol, rel_tol * bound
+    )
     return cast(FloatArray, finish), int(events)

@@ -67,7 +67,7 @@ class Layout:
         for k in (2, 3):
             out[self.offsets[k] : self.offsets[k + 1]] = c.nic_plane(nics)
         per_leaf = 1 if self.routing == "adaptive" else c.up_ports
-        leaves = np.arange(c.num_leaves * per_leaf) // per_leaf
+        leaves = np.arange(self.offsets[5] - self.offsets[4]) // per_leaf
         dom = c.domain_of_leaf(leaves) if c.fabric == "multi-plane" else np.zeros_like(leaves)
         for k in (4, 5):
             out[self.offsets[k] : self.offsets[k + 1]] = dom

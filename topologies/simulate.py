@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from topologies.cluster import Cluster
+from topologies.loads import class_bytes
 from topologies.maxmin import completion_times, link_bytes
 from topologies.network import Layout, Paths, build_paths, make_layout
 from topologies.rankmap import RankMap, validate
@@ -56,6 +57,8 @@ class Prediction:
     """Busiest link's bytes over its rate, seconds."""
     facts: dict[str, Any] = dataclasses.field(default_factory=dict)
     """Cluster and routing facts for the results record."""
+    class_bytes: dict[str, float] = dataclasses.field(default_factory=dict)
+    """Bytes per link class (topologies.loads.link_class_bytes), local copies excluded."""
     finish_s: FloatArray = dataclasses.field(default_factory=lambda: np.zeros(0), repr=False)
     """Completion time of every simulated flow (no latency), seconds."""
     flow_latency_s: FloatArray = dataclasses.field(default_factory=lambda: np.zeros(0), repr=False)
@@ -232,7 +235,7 @@ def _simulate_orbits(
         busy,
         names,
         "orbits",
-        per_pair * float(count.sum()),
+        class_bytes(paths, size * count),
         events,
         src.size,
     )
@@ -263,7 +266,16 @@ def _simulate_flows(
     finish, busy, events = _solve(layout, paths, sub, sub, None, None, rel_tol)
     names = [layout.name(i) for i in range(layout.num_links)] if busy.size < 4096 else None
     return _prediction(
-        cluster, layout, paths, finish, busy, names, "flows", float(size.sum()), events, sub.size
+        cluster,
+        layout,
+        paths,
+        finish,
+        busy,
+        names,
+        "flows",
+        class_bytes(paths, sub),
+        events,
+        sub.size,
     )
 
 
@@ -275,7 +287,7 @@ def _prediction(
     busy: FloatArray,
     names: list[str] | None,
     method: str,
-    total: float,
+    classes: dict[str, float],
     events: int,
     num_flows: int,
 ) -> Prediction:
@@ -286,7 +298,7 @@ def _prediction(
         time_s=float((finish + lat).max()) if finish.size else 0.0,
         transfer_s=float(finish.max()) if finish.size else 0.0,
         latency_s=float(lat.max()) if lat.size else 0.0,
-        total_bytes=total,
+        total_bytes=classes["intra_node_bytes"] + classes["scale_out_link_bytes"],
         num_flows=num_flows,
         num_events=events,
         method=method,
@@ -294,6 +306,7 @@ def _prediction(
         bottleneck=name,
         link_bound_s=float(busy.max()) if busy.size else 0.0,
         facts=cluster_facts(cluster, layout.routing),
+        class_bytes=classes,
         finish_s=finish,
         flow_latency_s=lat,
     )

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Check and time epbench on a GPU machine in one call, beside nccl-tests built there.
 #
-#   bash bench/gpu/run_device.sh PART...      PART: env nccltests core codecs moe
+#   bash bench/gpu/run_device.sh PART...
+#   PART: env nccltests fixtures core probe codecs moe
 #
 # nccl-tests' source is expected, unpacked, in .device/nccl-tests (not part of the
 # repository). Logs and JSON go to $OUT (default /tmp/epbench-device). NVLink multicast
@@ -60,18 +61,44 @@ part_nccltests() {
   done
 }
 
+part_fixtures() {
+  # Small real nccl-tests outputs for the analyzer's reader tests (tests/fixtures/nccl).
+  section "nccl-tests fixtures"
+  local b=.device/nccl-tests/build f="$OUT/nccl"
+  mkdir -p "$f"
+  export LD_LIBRARY_PATH="$(nccl_home)/lib:${LD_LIBRARY_PATH:-}"
+  local run=("${MPIRUN[@]}" -x LD_LIBRARY_PATH)
+  "${run[@]}" "$b/all_reduce_perf" -b 1K -e 64M -f 8 -g 1 -n 20 -w 5 >"$f/all_reduce_perf.txt" 2>&1
+  "${run[@]}" "$b/alltoall_perf" -b 1K -e 64M -f 8 -g 1 -n 20 -w 5 \
+    -J "$f/alltoall_perf.json" >"$f/alltoall_perf.txt" 2>&1
+  "${run[@]}" "$b/alltoall_perf" -b 1K -e 1M -f 8 -g 1 -n 50 -w 5 -I 1 \
+    -J "$f/alltoall_perf_per_iter.json" >"$f/alltoall_perf_per_iter.txt" 2>&1
+  "${run[@]}" "$b/all_reduce_perf" -b 1K -e 1M -f 8 -g 1 -n 20 -w 5 -G 10 \
+    >"$f/all_reduce_perf_graph.txt" 2>&1
+  "${run[@]}" -x NCCL_DEBUG=INFO "$b/alltoall_perf" -b 1K -e 1M -f 8 -g 1 \
+    >"$f/alltoall_perf_info.txt" 2>&1
+  ls -l "$f"
+}
+
 part_core() {
   for op in allreduce alltoall; do
     section "epbench $op nccl (loop, per-iteration, graph)"
     "${MPIRUN[@]}" python3 -m bench run "$op" --backend nccl "${SIZES[@]}" -d bfloat16 \
       -n 20 -w 5 -G 20 -o "$OUT/epbench-$op-nccl.jsonl" --overwrite
+    [[ "${CORE_BACKENDS:-nccl torch-nccl}" == *torch-nccl* ]] || continue
     section "epbench $op torch-nccl"
     python3 -m bench run "$op" --backend torch-nccl --np "$NGPU" "${SIZES[@]}" -d bfloat16 \
       -n 20 -w 5 -G 20 -o "$OUT/epbench-$op-torch-nccl.jsonl" --overwrite
   done
+  [ -n "${SELF_CHECK:-}" ] || return 0
   section "nccl backend self-check"
   "${MPIRUN[@]}" python3 bench/gpu/nccl_backend_gpu.py ${WITH_MPI:-} \
     --out "$OUT/nccl-backend.json" 2>&1 | tail -40
+}
+
+part_probe() {
+  section "host vs device cost per small op"
+  "${MPIRUN[@]}" python3 bench/gpu/probe_overhead.py
 }
 
 part_codecs() {

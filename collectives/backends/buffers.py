@@ -176,6 +176,20 @@ class FakeDeviceArray:
         }
 
 
+class DeviceBytes:
+    """A bare (address, size) view of device memory, as MPI needs it; it holds no reference to
+    the array that owns the memory."""
+
+    def __init__(self, address: int, nbytes: int) -> None:
+        self.__cuda_array_interface__ = {
+            "shape": (nbytes,),
+            "typestr": "|u1",
+            "data": (address, False),
+            "strides": None,
+            "version": 3,
+        }
+
+
 # ---- what kind of buffer is this ----------------------------------------------------------
 def kind_of(buf: Any) -> str:
     """numpy, torch-cpu, torch-cuda, cupy, numba, fake-device; ValueError otherwise."""

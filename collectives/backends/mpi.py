@@ -119,13 +119,16 @@ class MpiComm:
         nbytes = bf.nbytes_of(buf)
         if not bf.is_device(kind):
             return Wire(bf.host_bytes(buf), nbytes, host=bf.host_bytes(buf))
+        # plans must not keep `buf` alive (their look-up relies on its weak reference):
+        # MPI gets a bare pointer, staging copies reach the buffer through a weak reference
         if self._setup.cuda_direct and not host_compute:
-            memory = buf.view(_torch_uint8()) if kind == "torch-cuda" else buf
+            memory = bf.DeviceBytes(bf.device_pointer(buf), nbytes)
             sync = None if kind == "fake-device" else (lambda: bf.device_synchronize(kind))
             return Wire(memory, nbytes, stage_in=sync if role != "out" else None)
         host = self._alloc.host(nbytes, "uint8")
-        stage_in = (lambda: bf.copy_to_host(buf, host)) if role != "out" else None
-        stage_out = (lambda: bf.copy_from_host(host, buf)) if role != "in" else None
+        ref = weakref.ref(buf)
+        stage_in = (lambda: bf.copy_to_host(ref(), host)) if role != "out" else None
+        stage_out = (lambda: bf.copy_from_host(host, ref())) if role != "in" else None
         return Wire(host, nbytes, stage_in, stage_out, host)
 
     def _call(self, key: tuple[Any, ...], a: Any, b: Any, build: Any, *args: Any) -> None:
@@ -370,12 +373,6 @@ def create(launch: LaunchInfo) -> MpiComm:
 # ---- small pieces -------------------------------------------------------------------------------
 def buf_len(buf: Any) -> int:
     return int(buf.numel()) if bf.kind_of(buf).startswith("torch") else int(buf.size)
-
-
-def _torch_uint8() -> Any:
-    import torch
-
-    return torch.uint8
 
 
 def _start_wait(mpi: Any, reqs: list[Any]) -> Run:

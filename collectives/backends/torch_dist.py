@@ -112,6 +112,8 @@ class TorchComm:
         else:
             self.device = "cpu"
             self._stream = None
+        self.stream = self._stream
+        """The communication stream (None on CPU): callers order their work against it."""
         self._host_group: Any = None
 
     # ---- setup ----------------------------------------------------------------------
@@ -268,6 +270,8 @@ class TorchComm:
 
     def split(self, color: int, key: int) -> TorchComm:
         """Sub-communicator of ranks with the same color, ordered by (key, rank)."""
+        if self._fake:
+            return self  # nothing moves on the fake group; a dry run needs only the shape
         entries = self.gather_object((color, key, self.rank))
         colors = sorted({c for c, _, _ in entries})
         mine = None

@@ -70,6 +70,9 @@ class Codec:
             from collectives.codecs import torch_impl as module
         else:
             from collectives.codecs import triton_kernels as module
+
+            if module.triton is None:
+                raise ValueError("codec implementation 'triton' needs the triton package")
         if impl in ("numpy", "numba") and device.type != "cpu":
             raise ValueError(f"codec implementation {impl!r} runs on CPU tensors only")
         return module

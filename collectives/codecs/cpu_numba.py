@@ -30,8 +30,10 @@ def _fp8_fmt(spec: CodecSpec) -> np.ndarray:
 
 def _encode_np(spec: CodecSpec, x: np.ndarray) -> np.ndarray:
     num_tokens, hidden = x.shape
-    out = np.zeros((num_tokens, row_bytes(spec, hidden)), dtype=np.uint8)
     mb, tiles = meta_row_bytes(spec, hidden), num_tiles(hidden)
+    # every byte is written except DeepEP's unused slot tails, which must be zero
+    alloc = np.zeros if spec.kind == "deepep_logfmt" else np.empty
+    out = alloc((num_tokens, row_bytes(spec, hidden)), dtype=np.uint8)
     if spec.kind == "bf16":
         bits = np.empty((num_tokens, hidden), dtype="<u2")
         nk.bf16_encode(x.view(np.uint32), bits)

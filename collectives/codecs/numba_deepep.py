@@ -59,7 +59,7 @@ def deepep_encode(xb, bits16, out, meta, offset):  # type: ignore[no-untyped-def
                     continue
                 a, code = abs(xb[t, j]), 0
                 if a > 0:
-                    u = (log2_det(np.float64(a)) - lmin) / step + rounding
+                    u = (log2_det(np.float64(a)) - lmin) * (1.0 / step) + rounding
                     code = int(min(math.floor(max(u, 0.0)), float(DEEPEP_KMAX)))
                     if xb[t, j] < 0 and code > 0:
                         code |= 1 << 9

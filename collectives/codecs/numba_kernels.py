@@ -1,8 +1,8 @@
 """numba kernels: one parallel loop over tokens, one pass over each tile, scalar math.
 
 They follow the definitions of ref.py / ref_logfmt.py but reach the same bytes by other
-means (frexp instead of bit tricks for FP8, a running bit accumulator instead of packbits),
-so agreement with the reference is an independent check. No fastmath: numba then emits no
+means (loops with a running bit accumulator instead of packbits, one pass per tile), so
+agreement with the reference checks the layout independently. No fastmath: numba then emits no
 fused multiply-adds and keeps every float32 operation in float32.
 """
 
@@ -25,6 +25,7 @@ from collectives.codecs.spec import (
 LN2, INV_LN2, SQRT_HALF = detmath.LN2, detmath.INV_LN2, detmath.SQRT_HALF
 F32_MIN_NORMAL = np.float32(FLT_MIN_NORMAL)
 F32_MAX = np.float32(FLT_MAX)
+MAGIC_F32 = np.float32(2.0**23)
 DEEPEP_KMAX = 511
 BF16_NAN = 0x7FC0
 
@@ -36,7 +37,10 @@ _exp2_fraction = numba.njit(inline="always")(detmath.exp2_fraction)
 
 @numba.njit(inline="always")
 def log2_det(x):  # type: ignore[no-untyped-def]
-    mant, exp = math.frexp(x)
+    """log2 of a positive float64: frexp by exponent bits (libm's frexp is a slow call)."""
+    bits = np.float64(x).view(np.int64)
+    exp = ((bits >> 52) & 0x7FF) - 1022
+    mant = np.int64((bits & 0x000FFFFFFFFFFFFF) | 0x3FE0000000000000).view(np.float64)
     if mant < SQRT_HALF:
         mant *= 2.0
         exp -= 1
@@ -46,7 +50,8 @@ def log2_det(x):  # type: ignore[no-untyped-def]
 @numba.njit(inline="always")
 def exp2_det(y):  # type: ignore[no-untyped-def]
     k = math.floor(y + 0.5)
-    return math.ldexp(_exp2_fraction(y - k), int(k))
+    scale = np.int64((np.int64(k) + 1023) << 52).view(np.float64)
+    return _exp2_fraction(y - k) * scale
 
 
 @numba.njit(inline="always")
@@ -57,16 +62,6 @@ def ln_det(x):  # type: ignore[no-untyped-def]
 @numba.njit(inline="always")
 def exp_det(y):  # type: ignore[no-untyped-def]
     return exp2_det(y * INV_LN2)
-
-
-@numba.njit(inline="always")
-def rint(v):  # type: ignore[no-untyped-def]
-    """Round half to even (v small enough that v + 0.5 is exact)."""
-    f = math.floor(v)
-    d = v - f
-    if d > 0.5 or (d == 0.5 and f % 2.0 == 1.0):
-        f += 1.0
-    return f
 
 
 @numba.njit(inline="always")
@@ -133,13 +128,16 @@ def bf16_decode(bits16, out32):  # type: ignore[no-untyped-def]
 # ---- FP8 --------------------------------------------------------------------------------
 @numba.njit(inline="always")
 def fp8_code(y, man_bits, bias, max_code, sub_scale, min_normal):  # type: ignore[no-untyped-def]
+    """Round-to-nearest-even FP8 code of float32 y (already scaled into range)."""
     mag = abs(y)
     if mag < min_normal:
-        code = int(rint(mag * sub_scale))
+        # adding and removing 2^23 rounds a float32 below 2^22 to an integer, ties to even
+        code = int((mag * sub_scale + MAGIC_F32) - MAGIC_F32)
     else:
-        mant, exp = math.frexp(mag)
-        q = int(rint(mant * (1 << (man_bits + 1))))
-        code = ((exp - 1 + bias) << man_bits) + q - (1 << man_bits)
+        bits = np.int64(np.float32(mag).view(np.int32))
+        shift = 23 - man_bits
+        code = (bits + ((1 << (shift - 1)) - 1) + ((bits >> shift) & 1)) >> shift
+        code -= (127 - bias) << man_bits
     code = min(code, max_code)
     return code | 0x80 if y < 0 else code
 
@@ -221,7 +219,7 @@ def logfmt_level(a, m, step, phi, kmax):  # type: ignore[no-untyped-def]
     lnx = ln_det(np.float64(a))
     k = 1.0
     if step > 0:
-        k = min(max(math.floor((lnx - m) / step - phi) + 2.0, 1.0), float(kmax))
+        k = min(max(math.floor((lnx - m) * (1.0 / step) - phi) + 2.0, 1.0), float(kmax))
     if lnx < m - LN2:
         return 0
     return int(k)

@@ -83,7 +83,8 @@ def logfmt_levels(ax: np.ndarray, small: np.ndarray, step: np.ndarray, phi: np.n
     m = small.astype(F64)[..., None]
     s, ph = step[..., None], phi[..., None]
     lnx = ln_det(np.where(ax > 0, ax, F32(1)).astype(F64))
-    u = (lnx - np.where(np.isnan(m), 0.0, m)) / np.where(s > 0, s, 1.0) - ph
+    inv = 1.0 / np.where(s > 0, s, 1.0)
+    u = (lnx - np.where(np.isnan(m), 0.0, m)) * inv - ph
     k = np.clip(np.floor(u) + 2.0, 1.0, float(kmax))
     k = np.where(s > 0, k, 1.0)
     k = np.where(lnx < m - LN2, 0.0, k)
@@ -156,7 +157,7 @@ def encode_deepep(x: np.ndarray, spec: CodecSpec) -> np.ndarray:
     amax, amin, ax = deepep_meta(xt, valid)
     cast, lmin, step, rounding = deepep_params(amax, amin)
     lx = log2_det(np.where(ax > 0, ax, F32(1)).astype(F64))
-    u = (lx - lmin[..., None]) / step[..., None] + rounding[..., None]
+    u = (lx - lmin[..., None]) * (1.0 / step)[..., None] + rounding[..., None]
     k = np.where(ax > 0, np.minimum(np.floor(np.maximum(u, 0.0)), DEEPEP_KMAX), 0).astype(I64)
     codes = k | np.where((xt < 0) & (k > 0), 1 << 9, 0)
     slots = []

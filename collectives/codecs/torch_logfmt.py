@@ -64,7 +64,8 @@ def logfmt_levels(ax, small, step, phi, kmax: int):  # type: ignore[no-untyped-d
     m = small.to(F64)[..., None]
     s, ph = step[..., None], phi[..., None]
     lnx = ln_det(torch.where(ax > 0, ax, 1.0).to(F64))
-    u = (lnx - torch.where(torch.isnan(m), 0.0, m)) / torch.where(s > 0, s, 1.0) - ph
+    inv = 1.0 / torch.where(s > 0, s, 1.0)
+    u = (lnx - torch.where(torch.isnan(m), 0.0, m)) * inv - ph
     k = torch.clamp(torch.floor(u) + 2.0, 1.0, float(kmax))
     k = torch.where(s > 0, k, 1.0)
     k = torch.where(lnx < m - LN2, 0.0, k)
@@ -118,7 +119,7 @@ def deepep_meta(xt: torch.Tensor, valid: torch.Tensor):  # type: ignore[no-untyp
     finite, ax = finite_abs(xt)
     amax = ax.amax(dim=-1)
     amin = torch.where(valid, ax, float("inf")).amin(dim=-1)
-    nan = bf16_value(torch.tensor(BF16_NAN, device=xt.device))
+    nan = bf16_value(torch.full((), BF16_NAN, dtype=I64, device=xt.device))
     return torch.where(finite, amax, nan), torch.where(finite, amin, nan), ax
 
 
@@ -128,7 +129,7 @@ def encode_deepep(x: torch.Tensor, spec: CodecSpec) -> torch.Tensor:
     amax, amin, ax = deepep_meta(xt, valid)
     cast, lmin, step, rounding = deepep_params(amax, amin)
     lx = log2_det(torch.where(ax > 0, ax, 1.0).to(F64))
-    u = (lx - lmin[..., None]) / step[..., None] + rounding[..., None]
+    u = (lx - lmin[..., None]) * (1.0 / step)[..., None] + rounding[..., None]
     k = torch.clamp(torch.floor(torch.clamp(u, min=0.0)), max=float(DEEPEP_KMAX))
     k = torch.where(ax > 0, k, 0.0).to(I64)
     codes = k | torch.where((xt < 0) & (k > 0), 1 << 9, 0)

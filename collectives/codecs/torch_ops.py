@@ -8,12 +8,15 @@ portable fallback; triton_kernels.py is the fast one on CUDA.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from collectives.codecs import detmath
 from collectives.codecs.spec import (
     FLT_MAX,
     FLT_MIN_NORMAL,
+    FP8_FORMATS,
     FP8_MIN_TILE_AMAX,
     TILE,
     CodecSpec,
@@ -183,11 +186,17 @@ def encode_fp8(x: torch.Tensor, spec: CodecSpec) -> torch.Tensor:
     return rows(f32_bytes(scale), from_tiles(codes, x.shape[1]))
 
 
+@functools.lru_cache(maxsize=16)
+def fp8_table(fmt_name: str, device: str) -> torch.Tensor:
+    """The 256-entry decode table of an FP8 format, kept on `device`."""
+    return torch.from_numpy(fp8_decode_table(FP8_FORMATS[fmt_name])).to(device)
+
+
 def decode_fp8(wire: torch.Tensor, spec: CodecSpec, num_tokens: int, hidden: int):  # type: ignore[no-untyped-def]
     assert spec.fp8 is not None
     meta, codes = split_rows(wire, spec, num_tokens, hidden)
     scale = meta.view(F32)
-    table = torch.from_numpy(fp8_decode_table(spec.fp8)).to(wire.device)
+    table = fp8_table(spec.fp8.name, str(wire.device))
     values = to_tiles(table[codes.to(I64)])
     values = torch.clamp(values * scale[..., None], -FLT_MAX, FLT_MAX)
     return from_tiles(values, hidden)

@@ -23,12 +23,12 @@ from collectives.codecs.spec import (
     LOGFMT_CLAMP_LN,
     TILE,
     CodecSpec,
-    fp8_decode_table,
     meta_row_bytes,
     num_tiles,
     packed_bytes,
     row_bytes,
 )
+from collectives.codecs.torch_ops import fp8_table
 
 try:
     import triton
@@ -38,11 +38,13 @@ except ImportError:  # pragma: no cover - CPU-only installs
 
 ROWS = 4
 KERNEL_KINDS = ("fp8", "logfmt")
-# Float64 constants by index: ATANH_COEFFS (9), EXP2_COEFFS (14), LN2, INV_LN2, SQRT_HALF,
+# Float64 constants by index: ATANH_COEFFS, EXP2_COEFFS, LN2, INV_LN2, SQRT_HALF,
 # LOGFMT_CLAMP_LN.
 CONSTS = (*detmath.ATANH_COEFFS, *detmath.EXP2_COEFFS, detmath.LN2, detmath.INV_LN2,
           detmath.SQRT_HALF, LOGFMT_CLAMP_LN)  # fmt: skip
-I_LN2, I_INV_LN2, I_SQRT_HALF, I_CLAMP = 23, 24, 25, 26
+NUM_ATANH, NUM_EXP2 = len(detmath.ATANH_COEFFS), len(detmath.EXP2_COEFFS)
+I_LN2 = NUM_ATANH + NUM_EXP2
+I_INV_LN2, I_SQRT_HALF, I_CLAMP = I_LN2 + 1, I_LN2 + 2, I_LN2 + 3
 
 
 def available() -> bool:
@@ -55,13 +57,6 @@ def _device_consts(device: str) -> torch.Tensor:
     return torch.tensor(CONSTS, dtype=torch.float64, device=device)
 
 
-@functools.lru_cache(maxsize=16)
-def _device_table(fmt_name: str, device: str) -> torch.Tensor:
-    from collectives.codecs.spec import FP8_FORMATS
-
-    return torch.from_numpy(fp8_decode_table(FP8_FORMATS[fmt_name])).to(device)
-
-
 if triton is not None:
     # Triton kernels may read module globals only as constexpr.
     FLT_MIN_NORMAL_C = tl.constexpr(FLT_MIN_NORMAL)
@@ -69,6 +64,7 @@ if triton is not None:
     FP8_MIN_TILE_AMAX_C = tl.constexpr(FP8_MIN_TILE_AMAX)
     I_LN2_C, I_INV_LN2_C = tl.constexpr(I_LN2), tl.constexpr(I_INV_LN2)
     I_SQRT_HALF_C, I_CLAMP_C = tl.constexpr(I_SQRT_HALF), tl.constexpr(I_CLAMP)
+    NA_C, NE_C = tl.constexpr(NUM_ATANH), tl.constexpr(NUM_EXP2)
 
     @triton.jit
     def _log2_det(v, C):  # type: ignore[no-untyped-def]
@@ -81,18 +77,18 @@ if triton is not None:
         e = tl.where(small, e - 1, e)
         u = (mant - 1.0) / (mant + 1.0)
         u2 = u * u
-        p = tl.load(C + 8)
-        for j in tl.static_range(8):
-            p = p * u2 + tl.load(C + 7 - j)
+        p = tl.load(C + NA_C - 1)
+        for j in tl.static_range(NA_C - 1):
+            p = p * u2 + tl.load(C + NA_C - 2 - j)
         return e.to(tl.float64) + (2.0 * u * p) * tl.load(C + I_INV_LN2_C)
 
     @triton.jit
     def _exp2_det(y, C):  # type: ignore[no-untyped-def]
         k = tl.floor(y + 0.5)
         r = y - k
-        p = tl.load(C + 9 + 13)
-        for j in tl.static_range(13):
-            p = p * r + tl.load(C + 9 + 12 - j)
+        p = tl.load(C + NA_C + NE_C - 1)
+        for j in tl.static_range(NE_C - 1):
+            p = p * r + tl.load(C + NA_C + NE_C - 2 - j)
         scale = ((k.to(tl.int64) + 1023) << 52).to(tl.float64, bitcast=True)
         return p * scale
 
@@ -199,7 +195,7 @@ if triton is not None:
         phi = tl.where(step > 0, phi, 0.0)
         m = tl.where(small == small, small, 0.0).to(tl.float64)[:, None]
         lnx = _ln_det(tl.where(ax > 0, ax, 1.0).to(tl.float64), C)
-        u = (lnx - m) / safe[:, None] - phi[:, None]
+        u = (lnx - m) * (1.0 / safe)[:, None] - phi[:, None]
         k = tl.minimum(tl.maximum(tl.floor(u) + 2.0, 1.0), KMAX * 1.0)
         k = tl.where(step[:, None] > 0, k, 1.0)
         k = tl.where(lnx < m - tl.load(C + I_LN2_C), 0.0, k)
@@ -220,31 +216,28 @@ if triton is not None:
         hi_shift_right = tl.where(pos < 64, 64 - pos, 1)
         hi_part = tl.where(pos >= 64, groups << hi_shift_left,
                            tl.where(pos + N > 64, groups >> hi_shift_right, 0))  # fmt: skip
-        lo = tl.sum(lo_part, axis=2)
-        hi = tl.sum(hi_part, axis=2)
-        base = rows.to(tl.int64) * ROW + MB + tl.program_id(1) * 16 * N
-        offs = tl.arange(0, 16)[None, :] * N
-        for b in tl.static_range(N):
-            if b < 8:  # noqa: SIM108 - a compile-time branch
-                byte = (lo >> (8 * b)) & 0xFF
-            else:
-                byte = (hi >> (8 * (b - 8))) & 0xFF
-            inside = (rows < T) & (tl.program_id(1) * 16 * N + offs + b < CODE_BYTES)
-            tl.store(wire_ptr + base + offs + b, byte.to(tl.uint8), mask=inside)
+        lo = tl.sum(lo_part, axis=2)[:, :, None]
+        hi = tl.sum(hi_part, axis=2)[:, :, None]
+        # byte b of each group: bits 8b.. of lo (b < 8) or of hi; one masked [ROWS, 16, 16]
+        # store writes the N bytes of all 16 groups contiguously
+        b = tl.arange(0, 16)[None, None, :]
+        byte = tl.where(b < 8, lo >> (tl.where(b < 8, b, 0) * 8).to(tl.uint64),
+                        hi >> (tl.where(b >= 8, b - 8, 0) * 8).to(tl.uint64)) & 0xFF  # fmt: skip
+        pos = tl.program_id(1) * 16 * N + tl.arange(0, 16)[None, :, None] * N + b
+        inside = (rows[:, :, None] < T) & (b < N) & (pos < CODE_BYTES)
+        row_base = rows[:, :, None].to(tl.int64) * ROW + MB
+        tl.store(wire_ptr + row_base + pos, byte.to(tl.uint8), mask=inside)
 
     @triton.jit
     def _unpack(wire_ptr, rows, T, ROW, MB, CODE_BYTES, N: tl.constexpr, ROWS: tl.constexpr):  # type: ignore[no-untyped-def]
-        base = rows.to(tl.int64) * ROW + MB + tl.program_id(1) * 16 * N
-        offs = tl.arange(0, 16)[None, :] * N
-        lo = tl.zeros((ROWS, 16), tl.uint64)
-        hi = tl.zeros((ROWS, 16), tl.uint64)
-        for b in tl.static_range(N):
-            inside = (rows < T) & (tl.program_id(1) * 16 * N + offs + b < CODE_BYTES)
-            byte = tl.load(wire_ptr + base + offs + b, mask=inside, other=0).to(tl.uint64)
-            if b < 8:
-                lo = lo | (byte << (8 * b))
-            else:
-                hi = hi | (byte << (8 * (b - 8)))
+        b = tl.arange(0, 16)[None, None, :]
+        pos = tl.program_id(1) * 16 * N + tl.arange(0, 16)[None, :, None] * N + b
+        inside = (rows[:, :, None] < T) & (b < N) & (pos < CODE_BYTES)
+        row_base = rows[:, :, None].to(tl.int64) * ROW + MB
+        byte = tl.load(wire_ptr + row_base + pos, mask=inside, other=0).to(tl.uint64)
+        lo = tl.sum(tl.where(b < 8, byte << (tl.where(b < 8, b, 0) * 8).to(tl.uint64), 0), axis=2)
+        hi = tl.sum(tl.where(b >= 8, byte << (tl.where(b >= 8, b - 8, 0) * 8).to(tl.uint64), 0),
+                    axis=2)  # fmt: skip
         pos = (tl.arange(0, 8) * N).to(tl.uint64)[None, None, :]
         lo3, hi3 = lo[:, :, None], hi[:, :, None]
         from_lo = lo3 >> tl.where(pos < 64, pos, 0)
@@ -322,7 +315,7 @@ def decode(spec: CodecSpec, wire: torch.Tensor, num_tokens: int, hidden: int) ->
     grid = _grid(num_tokens, hidden)
     if spec.kind == "fp8":
         assert spec.fp8 is not None
-        table = _device_table(spec.fp8.name, str(wire.device))
+        table = fp8_table(spec.fp8.name, str(wire.device))
         _fp8_decode[grid](wire, table, out, num_tokens, hidden, row, mb, ROWS=ROWS,
                           enable_fp_fusion=False)  # fmt: skip
     else:

@@ -7,6 +7,7 @@ Checks return a count of wrong items (0 = correct), never raise on a mismatch.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -29,7 +30,24 @@ CODEC_REL_BOUND = {
     "fp8_e5m2_pow2": 2**-2,
 }
 UNKNOWN_CODEC_BOUND = 2**-2
-"""Codecs without a listed bound (LogFMT) are checked against this loose bound."""
+"""Codecs without a bound here are checked against this loose one."""
+
+
+def codec_bound(name: str) -> float:
+    """Relative error bound of one round trip through codec `name`.
+
+    LogFMT-n: codes step by at most ln(2^32) / (2^(n-1) - 2) in ln|x| (the tile's range is
+    clamped to 2^32), and rounding at the linear midpoint errs by at most half a step's
+    ratio, (e^step - 1) / 2; DeepEP's LogFMT-10 is held to twice the LogFMT-10 bound.
+    """
+    key = name.lower()
+    if key in CODEC_REL_BOUND:
+        return CODEC_REL_BOUND[key]
+    bits = key.removeprefix("deepep_").removeprefix("logfmt")
+    if key.startswith(("logfmt", "deepep_logfmt")) and bits.isdigit():
+        step = math.log(2.0**32) / (2 ** (int(bits) - 1) - 2)
+        return (math.exp(step) - 1) / 2 * (2 if key.startswith("deepep") else 1)
+    return UNKNOWN_CODEC_BOUND
 
 
 def expected_pairs(engine: MoEEngine) -> list[np.ndarray]:
@@ -90,7 +108,7 @@ def combine_tolerance(engine: MoEEngine) -> float:
     experts with weights summing to 1: the dispatch codec once, the combine codec once per
     reduction level (the expert rank's partial sum, the forwarder's in hierarchical, the
     final sum), doubled for accumulation."""
-    bound = lambda name: CODEC_REL_BOUND.get(name.lower(), UNKNOWN_CODEC_BOUND)  # noqa: E731
+    bound = codec_bound
     levels = 3 if engine.setup.algo == "hierarchical" else 2
     setup = engine.setup
     return 2 * (bound(setup.codec_dispatch) + levels * bound(setup.codec_combine))

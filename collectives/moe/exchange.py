@@ -19,6 +19,29 @@ from collectives.backends.base import Comm
 from collectives.moe.payload import meta_weights, unpack_meta
 
 
+def all_to_all(
+    comm: Comm,
+    out: torch.Tensor,
+    inp: torch.Tensor,
+    send_counts: Sequence[int] | None = None,
+    recv_counts: Sequence[int] | None = None,
+) -> None:
+    """comm.all_to_all, ordered with the caller's CUDA stream both ways.
+
+    A communicator may issue its collectives on its own stream (torch-nccl does, and each
+    sub-communicator has its own); that stream must wait for the kernels that filled
+    `inp`, and the caller's stream for the transfer before it reads `out`.
+    """
+    stream = getattr(comm, "stream", None) or getattr(comm, "_stream", None)
+    if stream is None or not inp.is_cuda:
+        comm.all_to_all(out, inp, send_counts, recv_counts)
+        return
+    caller = torch.cuda.current_stream(inp.device)
+    stream.wait_stream(caller)
+    comm.all_to_all(out, inp, send_counts, recv_counts)
+    caller.wait_stream(stream)
+
+
 def alltoallv_rows(
     comm: Comm,
     out: torch.Tensor,
@@ -28,7 +51,8 @@ def alltoallv_rows(
 ) -> None:
     """All-to-all of [rows, row_bytes] uint8 buffers with per-peer row counts."""
     row_bytes = int(inp.shape[1]) if inp.dim() == 2 else int(out.shape[1])
-    comm.all_to_all(
+    all_to_all(
+        comm,
         out.reshape(-1),
         inp.reshape(-1),
         [int(n) * row_bytes for n in send_rows],
@@ -41,7 +65,7 @@ def exchange_counts(comm: Comm, message: torch.Tensor) -> torch.Tensor:
     every backend moves)."""
     message = message.to(torch.int32).contiguous()
     out = torch.zeros_like(message)  # zeros: a dry run's no-op transfer reads as no traffic
-    comm.all_to_all(out.reshape(-1), message.reshape(-1))
+    all_to_all(comm, out.reshape(-1), message.reshape(-1))
     return out
 
 

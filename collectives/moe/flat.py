@@ -21,6 +21,7 @@ import torch
 from collectives.backends.base import Comm
 from collectives.moe.exchange import (
     DispatchResult,
+    all_to_all,
     alltoallv_rows,
     exchange_counts,
     expert_order,
@@ -142,7 +143,7 @@ def dispatch_low_latency(
     """Low-latency flat dispatch: fixed blocks, no counts exchange, no host sync."""
     send = gather_rows(packed, plan.ll_send_idx)
     recv = torch.empty_like(send)
-    comm.all_to_all(recv.reshape(-1), send.reshape(-1))
+    all_to_all(comm, recv.reshape(-1), send.reshape(-1))
     order = expert_order(
         recv,
         payload_bytes=payload_bytes,
@@ -174,7 +175,7 @@ def combine(
     handle: FlatHandle = result.handle
     if handle.recv_rows is None:
         back = zero_padded(int(wire.shape[0]), int(wire.shape[1]), wire.device)
-        comm.all_to_all(back[:-1].reshape(-1), wire.reshape(-1))
+        all_to_all(comm, back[:-1].reshape(-1), wire.reshape(-1))
         values = codec.decode(back, int(back.shape[0]), hidden)
         return gather_sum(values, plan.ll_gather_idx)
     return reverse_reduce(

@@ -125,6 +125,19 @@ def _forward_order(
     return order % max(num_rows, 1), torch.div(order, max(num_rows, 1), rounding_mode="floor")
 
 
+def _split_counts(plan: HierPlan, counts: np.ndarray) -> dict[str, Any]:
+    """Host counts of both stages: rows per peer and pairs per local slot."""
+    lw, slots, num_nodes = plan.local_world, plan.slots_per_rank, plan.inter.world
+    got1 = counts[: num_nodes * (1 + lw + lw * slots)].reshape(num_nodes, -1)
+    got2 = counts[num_nodes * (1 + lw + lw * slots) :].reshape(lw, 1 + slots)
+    return {
+        "recv1_rows": [int(n) for n in got1[:, 0]],
+        "fwd_rows": [int(n) for n in got1[:, 1 : 1 + lw].sum(axis=0)],
+        "recv2_rows": [int(n) for n in got2[:, 0]],
+        "slot_counts": got2[:, 1:].sum(axis=0),
+    }
+
+
 def dispatch(
     comm: Comm,
     plan: HierPlan,
@@ -135,7 +148,6 @@ def dispatch(
     """Two-stage dispatch of packed rows; `comm` is the world communicator (unused in the
     transfers, which run on plan.inter and plan.intra). `cached` as in flat.dispatch."""
     del comm
-    lw, slots, num_nodes = plan.local_world, plan.slots_per_rank, plan.inter.world
     if cached is not None:
         counts = cached.handle.counts
         send1 = gather_rows(packed, plan.send_idx)
@@ -143,34 +155,29 @@ def dispatch(
         got = _exchange_all_counts(plan)
         send1 = gather_rows(packed, plan.send_idx)  # queued before the host waits for counts
         counts = got.cpu().numpy().astype(np.int64)  # the one host sync
-    got1 = counts[: num_nodes * (1 + lw + lw * slots)].reshape(num_nodes, -1)
-    got2 = counts[num_nodes * (1 + lw + lw * slots) :].reshape(lw, 1 + slots)
-    recv1_rows = [int(n) for n in got1[:, 0]]
-    fwd_rows = [int(n) for n in got1[:, 1 : 1 + lw].sum(axis=0)]
-    recv2_rows = [int(n) for n in got2[:, 0]]
-    device = packed.device
-    row_bytes = int(packed.shape[1])
-    recv1 = torch.empty((sum(recv1_rows), row_bytes), dtype=torch.uint8, device=device)
-    alltoallv_rows(plan.inter, recv1, send1, plan.send_rows, recv1_rows)
-    total = sum(fwd_rows)
+    n = _split_counts(plan, counts)
+    device, row_bytes = packed.device, int(packed.shape[1])
+    recv1 = torch.empty((sum(n["recv1_rows"]), row_bytes), dtype=torch.uint8, device=device)
+    alltoallv_rows(plan.inter, recv1, send1, plan.send_rows, n["recv1_rows"])
+    total = sum(n["fwd_rows"])
     fwd_row, fwd_local = _forward_order(recv1, plan, payload_bytes, total)
+    recv2 = torch.empty((sum(n["recv2_rows"]), row_bytes), dtype=torch.uint8, device=device)
     send2 = gather_rows(recv1, fwd_row)
-    recv2 = torch.empty((sum(recv2_rows), row_bytes), dtype=torch.uint8, device=device)
-    alltoallv_rows(plan.intra, recv2, send2, fwd_rows, recv2_rows)
-    fwd_gather = torch.full((int(recv1.shape[0]), lw), total, dtype=torch.long, device=device)
+    alltoallv_rows(plan.intra, recv2, send2, n["fwd_rows"], n["recv2_rows"])
+    fwd_gather = torch.full((int(recv1.shape[0]), plan.local_world), total, device=device)
     fwd_gather[fwd_row, fwd_local] = torch.arange(total, device=device)
     order = expert_order(
         recv2,
         payload_bytes=payload_bytes,
         top_k=plan.top_k,
         rank=plan.rank,
-        slots_per_rank=slots,
-        slot_counts=got2[:, 1:].sum(axis=0),
+        slots_per_rank=plan.slots_per_rank,
+        slot_counts=n["slot_counts"],
     )
     handle = HierHandle(
-        recv1_rows=recv1_rows,
-        fwd_rows=fwd_rows,
-        recv2_rows=recv2_rows,
+        recv1_rows=n["recv1_rows"],
+        fwd_rows=n["fwd_rows"],
+        recv2_rows=n["recv2_rows"],
         fwd_gather_idx=fwd_gather,
         counts=counts,
     )

@@ -90,7 +90,7 @@ def load_placement(path: str | pathlib.Path, *, num_experts: int, world: int) ->
     separated by commas or whitespace; `#` starts a comment; blank lines are skipped."""
     path = pathlib.Path(path)
     rows = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(_read_text(path).splitlines(), start=1):
         text = line.split("#", 1)[0].replace(",", " ").split()
         if not text:
             continue
@@ -132,3 +132,11 @@ def assign_slots(placement: Placement, topk_idx: np.ndarray, rank: int) -> np.nd
         table[expert, : len(slots_e)] = slots_e
     slots[valid] = table[ids, choice]
     return slots.reshape(topk_idx.shape)
+
+
+def _read_text(path: pathlib.Path) -> str:
+    """A file's text; ValueError (one line naming the file) when it cannot be read."""
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None

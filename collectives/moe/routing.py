@@ -174,7 +174,10 @@ def load_routing_file(path: str | pathlib.Path) -> np.ndarray:
     """
     path = pathlib.Path(path)
     if path.suffix == ".npy":
-        table = np.load(path, allow_pickle=False)
+        try:
+            table = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"routing file {path}: {exc}") from None
         if table.ndim != 2 or not np.issubdtype(table.dtype, np.integer):
             raise ValueError(
                 f"{path}: routing array must be 2-D integers [tokens, top_k], "
@@ -182,7 +185,7 @@ def load_routing_file(path: str | pathlib.Path) -> np.ndarray:
             )
         return table.astype(np.int64)
     rows = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(_read_text(path).splitlines(), start=1):
         text = line.split("#", 1)[0].replace(",", " ").split()
         if not text:
             continue
@@ -220,3 +223,11 @@ def routing_from_table(
     idx = table[rows]
     weights = softmax_weights(np.zeros(idx.shape), valid=idx >= 0)
     return Routing(topk_idx=idx.copy(), topk_weights=weights)
+
+
+def _read_text(path: pathlib.Path) -> str:
+    """A file's text; ValueError (one line naming the file) when it cannot be read."""
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None

@@ -22,20 +22,26 @@ import torch
 
 from collectives import codecs
 from collectives.backends.base import Comm
-from collectives.ops.base import Buffers, Collective, Sizes, elem_bytes
+from collectives.ops.base import Buffers, Collective, Sizes, elem_bytes, ring_matrix
 
 LAYOUTS = ("alltoall", "allgather")
 PAYLOAD_DTYPES = ("float32", "bfloat16")
 DEFAULT_HIDDEN = 7168
 
 
-def as_torch(buf: Any) -> torch.Tensor:
-    """A torch view of a backend buffer (torch tensor, numpy array, or DLPack array)."""
+def as_torch(buf: Any, dtype: str | None = None) -> torch.Tensor:
+    """A torch view of a backend buffer (torch tensor, numpy array incl. ml_dtypes'
+    bfloat16, or a DLPack array holding bfloat16 as raw 16-bit words)."""
     if isinstance(buf, torch.Tensor):
-        return buf
-    if isinstance(buf, np.ndarray):
-        return torch.from_numpy(buf)
-    return torch.from_dlpack(buf)
+        tensor = buf
+    elif isinstance(buf, np.ndarray):
+        raw = buf.view(f"u{buf.itemsize}") if buf.dtype.type.__module__ == "ml_dtypes" else buf
+        tensor = torch.from_numpy(raw)
+    else:
+        tensor = torch.from_dlpack(buf)
+    if dtype == "bfloat16" and tensor.dtype in (torch.uint16, torch.int16):
+        tensor = tensor.view(torch.bfloat16)
+    return tensor
 
 
 def payload_tokens(seed: int, rank: int, num_tokens: int, hidden: int) -> np.ndarray:
@@ -84,10 +90,10 @@ class Compressed(Collective):
 
     # ---- pure byte accounting -------------------------------------------------------
     def tokens(self, size_bytes: int, dtype: str, world: int) -> tuple[int, int]:
-        """(tokens sent, tokens received) per rank at nccl-tests `size`."""
-        base = self.base.sizes(size_bytes, dtype, world)
-        per_block = base.send_count // world if self.name == "alltoall" else base.send_count
-        per_block //= self.hidden
+        """(tokens sent, tokens received) per rank at nccl-tests `size`: both layouts move
+        blocks of size / world bytes (alltoall: per peer; allgather: per rank), rounded
+        down to whole tokens."""
+        per_block = size_bytes // elem_bytes(dtype) // world // self.hidden
         if per_block == 0:
             need = world * self.hidden * elem_bytes(dtype)
             raise ValueError(
@@ -116,11 +122,12 @@ class Compressed(Collective):
         return row / (self.hidden * elem_bytes(dtype))
 
     def traffic_matrix(self, size_bytes: int, dtype: str, world: int) -> np.ndarray:
-        """Wire bytes between ranks: the base op's matrix scaled by the codec's ratio."""
-        base = self.base.traffic_matrix(
-            self.sizes(size_bytes, dtype, world).size_bytes, dtype, world
-        )
-        return base * self.wire_ratio(dtype)
+        """Wire bytes between ranks (alltoall: every pair; allgather: nccl-tests' ring)."""
+        per_block = self.tokens(size_bytes, dtype, world)[1] // world
+        block_bytes = float(self.codec.wire_bytes(per_block, self.hidden))
+        if self.name == "alltoall":
+            return np.full((world, world), block_bytes, dtype=np.float64)
+        return ring_matrix(world, block_bytes * (world - 1))
 
     # ---- calls on a communicator ----------------------------------------------------
     def make_inputs(self, comm: Comm, size_bytes: int, dtype: str) -> Buffers:
@@ -134,7 +141,7 @@ class Compressed(Collective):
         return Buffers(sizes=s, dtype=dtype, send=send, recv=wire_recv, state=state)
 
     def _encode(self, bufs: Buffers) -> Any:
-        x = as_torch(bufs.send).view(bufs.state["sent"], self.hidden)
+        x = as_torch(bufs.send, bufs.dtype).view(bufs.state["sent"], self.hidden)
         wire = self.codec.encode(x)
         send = bufs.state["wire_send"]
         if isinstance(send, torch.Tensor):
@@ -164,10 +171,8 @@ class Compressed(Collective):
         per_block = received // comm.world
         parts = []
         for src in range(comm.world):
-            x = as_torch(
-                comm.from_numpy(payload_tokens(self.seed, src, sent, self.hidden), bufs.dtype)
-            )
-            x = x.view(sent, self.hidden)
+            tokens = comm.from_numpy(payload_tokens(self.seed, src, sent, self.hidden), bufs.dtype)
+            x = as_torch(tokens, bufs.dtype).view(sent, self.hidden)
             if self.name == "alltoall":
                 x = x[comm.rank * per_block : (comm.rank + 1) * per_block]
             parts.append(self.codec.decode(self.codec.encode(x), per_block, self.hidden))

@@ -56,6 +56,10 @@ class _MoEOp(Collective):
     size_unit: ClassVar[str] = "tokens"
     direction: ClassVar[str] = "dispatch"
 
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.setup(1)  # ValueError now for options wrong at any size or world
+
     def setup(self, num_tokens: int) -> MoESetup:
         fields = {k: self.options[k] for k in SETUP_FIELDS if self.options.get(k) is not None}
         return MoESetup(num_tokens=num_tokens, seed=self.seed, **fields)
@@ -69,8 +73,15 @@ class _MoEOp(Collective):
         return geo, placement
 
     def sizes(self, size_bytes: int, dtype: str, world: int) -> Sizes:
-        """`size_bytes` is the token count here (size_unit = tokens)."""
+        """`size_bytes` is the token count here (size_unit = tokens). ValueError when the
+        options cannot work on `world` ranks (placement, node limit, expert count)."""
         setup = self.setup(size_bytes)
+        geo, _ = self._geometry(setup, world)
+        setup.resolved_node_limit(geo.num_nodes)
+        return self._sizes(setup)
+
+    @staticmethod
+    def _sizes(setup: MoESetup) -> Sizes:
         elems = setup.num_tokens * setup.hidden
         return Sizes(
             size_bytes=elems * 2, count=setup.num_tokens, send_count=elems, recv_count=elems
@@ -95,7 +106,7 @@ class _MoEOp(Collective):
         x = make_tokens(setup, comm.rank, engine.device)
         state: dict[str, Any] = {"engine": engine, "x": x, "packed": engine.pack(x)}
         return Buffers(
-            sizes=self.sizes(size_bytes, dtype, comm.world),
+            sizes=self._sizes(setup),
             dtype="bfloat16",
             send=state["packed"],
             recv=None,
@@ -106,7 +117,6 @@ class _MoEOp(Collective):
         engine: MoEEngine = bufs.state["engine"]
         setup = engine.setup
         per_rank = engine.bytes_per_rank()
-        layout = engine.layout
         return {
             "moe": {
                 "setup": {
@@ -118,7 +128,7 @@ class _MoEOp(Collective):
                 "gpus_per_node": comm.local_world,
                 "tokens_per_rank": setup.num_tokens,
                 "tokens_total": setup.num_tokens * comm.world,
-                "pairs_per_rank": int((layout.topk_slot >= 0).sum()),
+                "pairs_per_rank": [int(n) for n in engine.source.traffic().pairs.sum(axis=1)],
                 "dispatch_token_bytes": engine.payload_bytes,
                 "combine_token_bytes": engine.codec_combine.wire_bytes(1, setup.hidden),
                 "meta_bytes_per_row": int(bufs.state["packed"].shape[1]) - engine.payload_bytes,

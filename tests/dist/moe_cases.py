@@ -78,6 +78,11 @@ def _generated_cases(comm: Any, workdir: pathlib.Path) -> dict[str, Any]:
             codec_combine="fp32",
         )
         cases[f"{algo}-replicas"] = _summary(_roundtrip(comm, setup))
+    for algo, pair in (("flat", ("fp8", "bf16")), ("hierarchical", ("logfmt8", "logfmt10"))):
+        setup = MoESetup(
+            **SMALL, node_limit=1, algo=algo, codec_dispatch=pair[0], codec_combine=pair[1]
+        )
+        cases[f"{algo}-{pair[0]}-{pair[1]}"] = _summary(_roundtrip(comm, setup))
     setup = MoESetup(
         **SMALL, mode="low-latency", node_limit=2, codec_dispatch="bf16", codec_combine="bf16"
     )
@@ -120,7 +125,7 @@ def _op_cases(comm: Any) -> dict[str, Any]:
         num_experts=16,
         top_k=4,
         node_limit=1,
-        codec_dispatch="bf16",
+        codec_dispatch="fp8",
         codec_combine="bf16",
         gpus_per_node=comm.local_world,
         expert_dim=32,

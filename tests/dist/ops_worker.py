@@ -17,9 +17,18 @@ from collectives.backends.base import LaunchInfo
 
 def main() -> int:
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    launch = LaunchInfo(rank=rank, world=world, local_rank=rank, local_world=world, node=0,
-                        num_nodes=1, host_local_rank=rank, launcher="spawn",
-                        master_port=int(os.environ["MASTER_PORT"]), timeout_s=60)
+    launch = LaunchInfo(
+        rank=rank,
+        world=world,
+        local_rank=rank,
+        local_world=world,
+        node=0,
+        num_nodes=1,
+        host_local_rank=rank,
+        launcher="spawn",
+        master_port=int(os.environ["MASTER_PORT"]),
+        timeout_s=60,
+    )
     comm = create(os.environ.get("BACKEND", "gloo"), launch)
     failures = []
     for name in ops.CORE_OPS:

@@ -14,6 +14,7 @@ import pathlib
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -68,6 +69,28 @@ def run_config(launch_kwargs: dict, options: dict) -> str:
     return mode
 
 
+def blocked_call_lets_threads_run(launch_kwargs: dict) -> None:
+    """Rank 0 waits for a message rank 1 never sends; a watchdog-like thread must still run
+    (mpi4py releases the GIL inside MPI) and end the process."""
+    import threading
+
+    from collectives.backends import mpi
+    from collectives.backends.base import LaunchInfo
+
+    comm = mpi.create(LaunchInfo(**launch_kwargs, options={}))
+    buf = comm.empty(8, "float32")
+    if comm.rank == 0:
+
+        def fire() -> None:
+            print("watchdog thread ran while rank 0 was blocked in MPI", flush=True)
+            os._exit(124)
+
+        threading.Timer(1.0, fire).start()
+        comm.recv(buf, 1)
+    else:
+        time.sleep(60)
+
+
 def main() -> None:
     rank = int(os.environ.get("PMI_RANK", os.environ.get("OMPI_COMM_WORLD_RANK", "0")))
     world = int(os.environ.get("PMI_SIZE", os.environ.get("OMPI_COMM_WORLD_SIZE", "1")))
@@ -83,6 +106,8 @@ def main() -> None:
         "launcher": "mpi",
     }
     level = sys.argv[1] if len(sys.argv) > 1 else "single"
+    if level == "hang":
+        return blocked_call_lets_threads_run(launch)
     for options in CONFIGS:
         mode = run_config(launch, {**options, "thread_level": level})
         if rank == 0:
@@ -126,6 +151,16 @@ def test_every_method_at_world(num_ranks: int) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert f"all checks passed at world {num_ranks}" in proc.stdout
     assert "cuda_mode=direct" in proc.stdout and "cuda_mode=host staging" in proc.stdout
+
+
+@pytest.mark.mpi
+@pytest.mark.timeout(120)
+def test_blocked_call_releases_the_gil() -> None:
+    start = time.monotonic()
+    proc = _launch(2, "hang", timeout_s=60)
+    assert proc.returncode != 0
+    assert "watchdog thread ran while rank 0 was blocked in MPI" in proc.stdout
+    assert time.monotonic() - start < 45  # far less than rank 1's 60 s sleep
 
 
 @pytest.mark.mpi

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import re
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -181,8 +182,10 @@ def check_buffer_reuse(comm: Any) -> None:
         comm.all_reduce(out, inp)
         expected = sum(values(r, 8, salt) for r in range(comm.world))
         np.testing.assert_array_equal(comm.to_numpy(out), expected)
+        refs = [weakref.ref(inp), weakref.ref(out)]
         del inp, out
         gc.collect()
+        assert all(ref() is None for ref in refs), "a prepared call keeps its buffers alive"
 
 
 def check_every_method(comm: Any, fact_keys: tuple[str, ...]) -> bool:

@@ -18,7 +18,9 @@ def test_checks_catch_planted_corruption(world: int) -> None:
     port = str(free_port())
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "tests.dist.ops_worker"], cwd=ROOT, stderr=subprocess.PIPE,
+            [sys.executable, "-m", "tests.dist.ops_worker"],
+            cwd=ROOT,
+            stderr=subprocess.PIPE,
             text=True,
             env=cli_env({"RANK": str(r), "WORLD_SIZE": str(world), "MASTER_PORT": port}),
         )

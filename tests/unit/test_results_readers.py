@@ -510,3 +510,13 @@ def test_package_level_load_api() -> None:
     frame = results.load(FIXTURES / "osu" / "osu_latency.txt")
     assert len(frame) == 21
     assert len(results.load_all([FIXTURES / "osu"]).frame) == 125
+
+
+def test_byte_order_mark_and_empty_file(tmp_path: pathlib.Path) -> None:
+    bom = tmp_path / "bom.jsonl"
+    bom.write_bytes(b"\xef\xbb\xbf" + f"{_header().to_json()}\n{_record().to_json()}\n".encode())
+    empty = tmp_path / "empty.log"
+    empty.write_text("")
+    loaded = load_all([bom, empty])
+    assert len(loaded.frame) == 3 and set(loaded.frame["meta.fabric"]) == {"ib"}
+    assert [str(p) for p in loaded.problems] == [f"{empty}: file is empty"]

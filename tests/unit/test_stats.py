@@ -4,12 +4,15 @@ distributions give a CI inside the margin), p-value corrections, and bounds."""
 
 from __future__ import annotations
 
+import pathlib
+
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats as sps
 
 from results import bounds, compare, stats
+from results.loader import load_all
 
 
 def _frame(groups: dict[str, list[np.ndarray]], size: int = 1024, **meta: str) -> pd.DataFrame:
@@ -270,3 +273,23 @@ def test_volatile_metadata_not_listed() -> None:
     b["meta.ranks"] = '[{"host": "n2", "pid": 99}]'
     diff = compare.compare(pd.concat([a, b], ignore_index=True), "fabric").differing
     assert diff["column"].tolist() == ["meta.ranks"]
+
+
+def test_compare_by_folder_of_any_tool(tmp_path: pathlib.Path) -> None:
+    fixture = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "osu"
+    for side, scale in (("ib", 1.0), ("roce", 1.25)):
+        (tmp_path / side).mkdir()
+        lines = (fixture / "osu_alltoall_full_tail.txt").read_text().splitlines()
+        out = [
+            " ".join(
+                f"{float(t) * scale:.2f}" if i in (1, 2, 3) else t
+                for i, t in enumerate(line.split())
+            )
+            if line[:1].isdigit()
+            else line
+            for line in lines
+        ]
+        (tmp_path / side / "a2a.txt").write_text("\n".join(out) + "\n")
+    result = compare.compare(load_all([tmp_path / "ib", tmp_path / "roce"]).frame, "dir")
+    assert result.by == "dir" and len(result.table) == 21
+    assert np.allclose(result.table["ratio"], 1.25, atol=0.01)

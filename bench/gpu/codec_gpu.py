@@ -1,0 +1,193 @@
+"""GPU check and benchmark of the payload codecs (run on a CUDA machine from the repo root).
+
+    python bench/gpu/codec_gpu.py --out codec_gpu.json
+
+1. Bit identity: every GPU implementation (Triton kernels where Triton imports, and the
+   torch-ops path) against the numpy reference, on random inputs of several shapes and on
+   special values (zeros, all-zero tiles, subnormals, huge values, NaN, Inf), for the
+   encoded bytes and the decoded float32 bits.
+2. Bandwidth: a device copy of the input's bytes (read + written), then encode and decode
+   of each codec at each size, as bytes read + written per second and as a fraction of the
+   copy bandwidth measured in the same run. Targets of issue #3: FP8 >= 50%, LogFMT >= 30%.
+3. Cost beside the transfer: (encode + decode) time over the time a BF16 payload of the same
+   tokens takes on a 50 GB/s NIC (projected) — [P] reports 50-100% for its fused LogFMT.
+Prints a compact table and writes everything as JSON to --out. Needs torch, numpy and
+(optionally) triton only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import platform
+import statistics
+import sys
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
+
+from collectives import codecs
+from collectives.codecs import triton_kernels
+
+NIC_GBPS = 50.0
+TARGETS = {"fp8_e4m3": 0.5, "logfmt8": 0.3, "logfmt10": 0.3}
+CHECK_CODECS = ("bf16", "fp8_e4m3", "fp8_e4m3_pow2", "fp8_e5m2", "logfmt4", "logfmt8",
+                "logfmt10", "logfmt13", "logfmt16", "deepep_logfmt10")  # fmt: skip
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=pathlib.Path, required=True, help="JSON results file")
+    p.add_argument("--sizes", default="4096x7168,1024x7168,16384x7168,4096x4096,4096x2048,128x7168")
+    p.add_argument("--codecs", default="fp8_e4m3,logfmt8,logfmt10,fp8_e4m3_pow2,logfmt4,bf16")
+    p.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16")
+    p.add_argument("--repeats", type=int, default=30)
+    p.add_argument("--skip-check", action="store_true")
+    return p.parse_args()
+
+
+def impls() -> list[str]:
+    return (["triton"] if triton_kernels.available() else []) + ["torch"]
+
+
+def special_inputs() -> list[torch.Tensor]:
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((8, 1000)).astype(np.float32)
+    x[0, :128] = 0.0
+    x[1, 3], x[2, 300], x[3, 700] = np.nan, np.inf, -np.inf
+    x[4, :200] = np.float32(1e-40)
+    x[5, 10], x[5, 11] = np.float32(3.4e38), np.float32(-3.0e38)
+    x[6] *= np.float32(1e-3)
+    x[7, 500:] = np.float32(-0.0)
+    grid = 1.5 * 2.0 ** np.arange(40)
+    near = np.concatenate([grid, np.nextafter(grid, 0), np.nextafter(grid, np.inf), [1.0]])
+    y = np.zeros((2, 128), np.float32)
+    y[:, : near.size] = near[:128]
+    y[1] = -y[1]
+    return [torch.from_numpy(x), torch.from_numpy(y)]
+
+
+def random_inputs() -> list[torch.Tensor]:
+    rng = np.random.default_rng(5)
+    shapes = [(1, 7168), (37, 4096), (64, 300), (512, 7168), (3, 129)]
+    out = []
+    for t, h in shapes:
+        x = rng.standard_t(3.0, (t, h)) * 10.0 ** rng.uniform(-6, 3, (t, 1))
+        out.append(torch.from_numpy(x.astype(np.float32)))
+    return out
+
+
+def check_identity(inputs: list[torch.Tensor]) -> list[dict]:  # type: ignore[type-arg]
+    inputs = inputs + [t.to(torch.bfloat16) for t in inputs[:2]]
+    rows = []
+    for name in CHECK_CODECS:
+        ref = codecs.get(name, impl="numpy")
+        wires = [ref.encode(x) for x in inputs]
+        wants = [
+            ref.decode(w, *x.shape).view(torch.int32) for w, x in zip(wires, inputs, strict=True)
+        ]
+        for impl in impls():
+            gpu = codecs.get(name, impl=impl)
+            bad_wire = bad_dec = 0
+            for x, wire, want in zip(inputs, wires, wants, strict=True):
+                got = gpu.encode(x.cuda()).cpu()
+                bad_wire += int((got != wire).sum()) if got.shape == wire.shape else wire.numel()
+                dec = gpu.decode(wire.cuda(), *x.shape).cpu().view(torch.int32)
+                bad_dec += int((dec != want).sum())
+            rows.append({"codec": name, "impl": impl, "wrong_wire_bytes": bad_wire,
+                         "wrong_decoded": bad_dec})  # fmt: skip
+    return rows
+
+
+def timed(fn, repeats: int) -> float:  # type: ignore[no-untyped-def]
+    """Median seconds of fn() over CUDA events (after two warm-up calls)."""
+    fn()
+    fn()
+    times = []
+    for _ in range(repeats):
+        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        stop.record()
+        stop.synchronize()
+        times.append(start.elapsed_time(stop) * 1e-3)
+    return statistics.median(times)
+
+
+def bandwidth(args: argparse.Namespace, tokens: int, hidden: int) -> list[dict]:  # type: ignore[type-arg]
+    dtype = getattr(torch, args.dtype)
+    x = (torch.randn(tokens, hidden, device="cuda") * 0.5).to(dtype)
+    in_bytes = x.numel() * x.element_size()
+    dst = torch.empty_like(x)
+    copy_s = timed(lambda: dst.copy_(x), args.repeats)
+    copy_gbps = 2 * in_bytes / copy_s / 1e9
+    bf16_nic_s = tokens * hidden * 2 / (NIC_GBPS * 1e9)
+    rows = []
+    for name in args.codecs.split(","):
+        for impl in impls():
+            codec = codecs.get(name, impl=impl)
+            wire = codec.encode(x)
+            enc_s = timed(lambda c=codec: c.encode(x), args.repeats)
+            dec_s = timed(lambda c=codec, w=wire: c.decode(w, tokens, hidden), args.repeats)
+            enc_gbps = (in_bytes + wire.numel()) / enc_s / 1e9
+            dec_gbps = (wire.numel() + x.numel() * 4) / dec_s / 1e9
+            rows.append({
+                "codec": name, "impl": impl, "tokens": tokens, "hidden": hidden,
+                "input_bytes": in_bytes, "wire_bytes": wire.numel(), "copy_s": copy_s,
+                "copy_rw_gbps": copy_gbps, "encode_s": enc_s, "decode_s": dec_s,
+                "encode_rw_gbps": enc_gbps, "decode_rw_gbps": dec_gbps,
+                "encode_vs_copy": enc_gbps / copy_gbps, "decode_vs_copy": dec_gbps / copy_gbps,
+                "target_vs_copy": TARGETS.get(name),
+                "codec_over_bf16_nic_transfer": (enc_s + dec_s) / bf16_nic_s,
+            })  # fmt: skip
+    return rows
+
+
+def print_tables(check: list[dict], bench: list[dict]) -> None:  # type: ignore[type-arg]
+    for r in check:
+        ok = "ok" if r["wrong_wire_bytes"] == r["wrong_decoded"] == 0 else "MISMATCH"
+        print(f"identity {r['codec']:16s} {r['impl']:7s} wire {r['wrong_wire_bytes']:6d} "
+              f"decoded {r['wrong_decoded']:6d}  {ok}")  # fmt: skip
+    print(f"{'codec':16s} {'impl':7s} {'tokens':>6s} {'hidden':>6s} {'copy GB/s':>9s} "
+          f"{'enc GB/s':>8s} {'enc/copy':>8s} {'dec GB/s':>8s} {'dec/copy':>8s} "
+          f"{'enc us':>8s} {'dec us':>8s} {'(e+d)/NIC':>9s} target")  # fmt: skip
+    for r in bench:
+        target = r["target_vs_copy"]
+        verdict = ""
+        if target is not None:
+            met = min(r["encode_vs_copy"], r["decode_vs_copy"]) >= target
+            verdict = f">={target:.0%} {'met' if met else 'MISSED'}"
+        print(f"{r['codec']:16s} {r['impl']:7s} {r['tokens']:6d} {r['hidden']:6d} "
+              f"{r['copy_rw_gbps']:9.0f} {r['encode_rw_gbps']:8.0f} {r['encode_vs_copy']:8.2f} "
+              f"{r['decode_rw_gbps']:8.0f} {r['decode_vs_copy']:8.2f} {r['encode_s'] * 1e6:8.1f} "
+              f"{r['decode_s'] * 1e6:8.1f} {r['codec_over_bf16_nic_transfer']:9.3f} "
+              f"{verdict}")  # fmt: skip
+
+
+def main() -> int:
+    args = parse_args()
+    if not torch.cuda.is_available():
+        print("codec_gpu.py: no CUDA device visible", file=sys.stderr)
+        return 2
+    check = [] if args.skip_check else check_identity(random_inputs() + special_inputs())
+    bench = []
+    for size in args.sizes.split(","):
+        tokens, hidden = (int(v) for v in size.split("x"))
+        bench += bandwidth(args, tokens, hidden)
+    print_tables(check, bench)
+    facts = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
+             "cuda": torch.version.cuda, "python": platform.python_version(),
+             "triton": getattr(triton_kernels.triton, "__version__", None), "dtype": args.dtype,
+             "nic_gbps_projected": NIC_GBPS}  # fmt: skip
+    args.out.write_text(json.dumps({"facts": facts, "identity": check, "bandwidth": bench},
+                                   indent=1))  # fmt: skip
+    mismatches = sum(r["wrong_wire_bytes"] + r["wrong_decoded"] for r in check)
+    print(f"wrote {args.out}; identity mismatches: {mismatches}")
+    return 1 if mismatches else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

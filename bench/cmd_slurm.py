@@ -63,6 +63,10 @@ def step_command(spec: sweep_mod.Sweep, step: sweep_mod.Step, result: pathlib.Pa
         cmd += ["--rank-map", step.rank_map]
     if "topology" in spec.tags and runner_accepts(spec, "--topology"):
         cmd += ["--topology", topology_source(spec)]
+    if "fabric" in spec.tags and runner_accepts(spec, "--fabric"):
+        cmd += ["--fabric", spec.tags["fabric"]]
+    if step.arm != "-" and runner_accepts(spec, "--label"):
+        cmd += ["--label", step.arm]  # the analyzer compares arms `--by label`
     return [*cmd, "-o", str(result)]
 
 

@@ -86,7 +86,10 @@ def test_gen_writes_scripts_that_pass_shellcheck(tmp_path):
     assert '--distribution="$distribution"' in text and "--gpu-bind=none" in text
     assert "run_step n2g2-b000-s0 pmi2 block" in text or "run_step n2g2-b000-s0 none" in text
     assert "--mpi=pmi2" not in text and " pmi2 cyclic cyclic-n2g2 " in text
-    assert "--backend nccl --gpus-per-node 2 --redop max --codec fp8 -o" in text
+    assert "--backend nccl --gpus-per-node 2 --redop max --codec fp8 " in text
+    assert ("--rank-map misaligned" in text) == _run_parser_accepts("--rank-map")
+    label = "--label rank_map=misaligned,NCCL_PXN_DISABLE="
+    assert (label in text) == _run_parser_accepts("--label")
     assert (f"--topology {tmp_path}/two.toml" in text) == _run_parser_accepts("--topology")
     statics = [ROOT / "slurm" / "local-cluster.sh", ROOT / "slurm" / "epbench-rank.sh"]
     check = subprocess.run(

@@ -163,6 +163,8 @@ def test_ab_results_analyze_per_arm(sweeps):
         # hydra (mpiexec -bootstrap slurm) is the PMI server; the runner saw the arm's knob
         assert meta["launcher"] == "mpich" and meta["environment"]["PMI_SIZE"] == "4"
         assert meta["backend"]["mpi_library"].startswith("MPICH")
+        # the runner recorded the arm and the fabric as flat keys the analyzer compares by
+        assert meta["label"] == meta["sweep"]["arm"] and meta["fabric"] == "ib"
         knob, value = meta["sweep"]["arm"].split("=")
         assert meta["environment"][knob] == value == meta["sweep"]["env"][knob]
         assert meta["environment"]["SLURM_STEP_ID"] == meta["slurm"]["step_id"]

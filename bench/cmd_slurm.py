@@ -63,6 +63,10 @@ def step_command(spec: sweep_mod.Sweep, step: sweep_mod.Step, result: pathlib.Pa
         cmd += ["--rank-map", step.rank_map]
     if "topology" in spec.tags and runner_accepts(spec, "--topology"):
         cmd += ["--topology", topology_source(spec)]
+    if "fabric" in spec.tags and runner_accepts(spec, "--fabric"):
+        cmd += ["--fabric", spec.tags["fabric"]]
+    if step.arm != "-" and runner_accepts(spec, "--label"):
+        cmd += ["--label", step.arm]  # the analyzer compares arms `--by label`
     return [*cmd, "-o", str(result)]
 
 
@@ -103,8 +107,21 @@ def _write_env(
         write_env_files(out / "env" / f"{rank_map}-{_shape(nodes, gpn)}", envs)
 
 
-def _mpi(spec: sweep_mod.Sweep, backend: str) -> str:
-    return spec.mpi if backend in sweep_mod.MPI_BACKENDS else "none"
+def _mpiexec() -> str:
+    """The mpiexec beside this Python (the MPICH wheel's), else the one on PATH."""
+    beside = pathlib.Path(sys.executable).with_name("mpiexec")
+    return str(beside) if beside.exists() else "mpiexec"
+
+
+def _mpi(spec: sweep_mod.Sweep, backend: str, rank_map: str = "block") -> str:
+    if backend not in sweep_mod.MPI_BACKENDS:
+        return "none"
+    if spec.mpi == "hydra" and SRUN_DISTRIBUTION[rank_map] != "block":
+        raise UsageError(
+            f"{spec.path}: [cluster] mpi = 'hydra' places ranks in blocks, not {rank_map!r}; "
+            "use mpi = 'pmi2' for that rank map"
+        )
+    return spec.mpi
 
 
 def _step_view(spec, step: sweep_mod.Step, out: pathlib.Path) -> dict[str, Any]:
@@ -113,7 +130,7 @@ def _step_view(spec, step: sweep_mod.Step, out: pathlib.Path) -> dict[str, Any]:
         "id": step.id,
         "block": step.block,
         "position": step.position,
-        "mpi": _mpi(spec, step.backend),
+        "mpi": _mpi(spec, step.backend, step.rank_map),
         "distribution": SRUN_DISTRIBUTION[step.rank_map],
         "env_dir": f"{step.rank_map}-{_shape(step.nodes, step.gpus_per_node)}",
         "knobs": f"{knobs} " if knobs else "",
@@ -172,6 +189,7 @@ def render_job(spec, steps: list[sweep_mod.Step], out: pathlib.Path, seed: int) 
         shape=shape,
         sweep_dir=out,
         python=sys.executable,
+        mpiexec=_mpiexec(),
         srun_extra="--gpu-bind=none " if spec.request_gpus else "",
         preflight_env=f"block-{shape}",
         hellos=[_hello_view(spec, b, gpn) for b in dict.fromkeys(s.backend for s in steps)],

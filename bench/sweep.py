@@ -72,7 +72,8 @@ class Sweep:
     gpus_per_node: tuple[int, ...]
     """Ranks (one per GPU) per node, one allocation shape each."""
     mpi: str
-    """srun --mpi plugin for MPI backends (pmi2 or pmix)."""
+    """srun --mpi plugin for MPI backends (pmi2 or pmix), or `hydra`: MPICH's mpiexec
+    starts the ranks (its proxies through srun) and serves PMI itself."""
     request_gpus: bool
     """Ask Slurm for gpus_per_node GPUs per node (--gres=gpu:G)."""
     tags: dict[str, str]
@@ -239,8 +240,10 @@ class _Ctx:
 
     def mpi(self, body: dict[str, Any]) -> str:
         plugin = self.string(body, "cluster", "mpi") or "pmi2"
-        if not re.fullmatch(r"pmi2|pmix(_v\d+)?|cray_shasta", plugin):
-            raise self.err("cluster", "mpi", f"{plugin!r}: use an srun --mpi plugin (pmi2, pmix)")
+        if not re.fullmatch(r"pmi2|pmix(_v\d+)?|cray_shasta|hydra", plugin):
+            raise self.err(
+                "cluster", "mpi", f"{plugin!r}: use an srun --mpi plugin (pmi2, pmix) or hydra"
+            )
         return plugin
 
     def safe_name(self, body: dict[str, Any]) -> str:

@@ -2,6 +2,7 @@
 # Debian packages the test suite needs: a real Slurm (slurm-wlm), shellcheck for the sbatch
 # templates, and headless chromium for the HTML report. Idempotent; needs root (or sudo).
 set -euo pipefail
+PATH="${PATH}:/usr/sbin:/usr/local/sbin" # slurmctld lives in sbin, off a plain user's PATH
 pkgs=()
 command -v slurmctld >/dev/null 2>&1 || pkgs+=(slurm-wlm)
 command -v shellcheck >/dev/null 2>&1 || pkgs+=(shellcheck)

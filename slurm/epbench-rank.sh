@@ -26,8 +26,10 @@ if [[ ${1:-} != -- ]]; then
 fi
 shift
 
-rank=${SLURM_PROCID:-${PMI_RANK:-${OMPI_COMM_WORLD_RANK:-${RANK:-0}}}}
-local_rank=${SLURM_LOCALID:-${MPI_LOCALRANKID:-${OMPI_COMM_WORLD_LOCAL_RANK:-${LOCAL_RANK:-0}}}}
+# launchers in the runner's order: torchrun, MPI, then Slurm (under mpiexec -bootstrap slurm
+# the Slurm task is hydra's proxy, not the rank)
+rank=${RANK:-${OMPI_COMM_WORLD_RANK:-${PMI_RANK:-${PMIX_RANK:-${SLURM_PROCID:-0}}}}}
+local_rank=${LOCAL_RANK:-${OMPI_COMM_WORLD_LOCAL_RANK:-${MPI_LOCALRANKID:-${SLURM_LOCALID:-0}}}}
 env_file="${env_dir}/rank-${rank}.env"
 if [[ -f $env_file ]]; then
   set -a

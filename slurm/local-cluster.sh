@@ -90,24 +90,20 @@ start() {
   wait_idle "$dir" "$num_nodes"
 }
 
-stop_pid() {
-  local pidfile=$1 pid tries
-  [[ -f $pidfile ]] || return 0
-  pid=$(<"$pidfile")
-  kill "$pid" 2>/dev/null || return 0
-  for ((tries = 0; tries < 50; tries++)); do
-    kill -0 "$pid" 2>/dev/null || return 0
-    sleep 0.1
-  done
-  kill -9 "$pid" 2>/dev/null || true
-}
-
 stop() {
-  local dir=$1 pidfile
-  for pidfile in "${dir}"/run/slurmd-*.pid; do
-    [[ -e $pidfile ]] && stop_pid "$pidfile"
+  local dir=$1 pidfile pid tries pids=()
+  for pidfile in "${dir}"/run/slurmd-*.pid "${dir}/run/slurmctld.pid"; do
+    [[ -f $pidfile ]] || continue
+    pid=$(<"$pidfile")
+    if kill "$pid" 2>/dev/null; then pids+=("$pid"); fi
   done
-  stop_pid "${dir}/run/slurmctld.pid"
+  for pid in "${pids[@]}"; do
+    for ((tries = 0; tries < 50; tries++)); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -9 "$pid" 2>/dev/null || true
+  done
 }
 
 case "${1:-}" in

@@ -3,10 +3,12 @@ host, started once per session by slurm/local-cluster.sh; skipped when Slurm is 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import pathlib
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -67,9 +69,23 @@ def slurm_cluster(tmp_path_factory) -> Cluster:
     proc = subprocess.run(start, capture_output=True, text=True, timeout=60, check=False)
     if proc.returncode:
         logs = "".join(p.read_text()[-2000:] for p in sorted((folder / "log").glob("*.log")))
-        subprocess.run([str(RECIPE), "stop", str(folder)], check=False, timeout=30)
+        _stop(folder)
         pytest.fail(f"local Slurm cluster did not start: {proc.stderr}\n{logs}")
     try:
         yield Cluster(folder, _env(folder / "slurm.conf"))
     finally:
-        subprocess.run([str(RECIPE), "stop", str(folder)], check=False, timeout=30)
+        _stop(folder)
+
+
+def _stop(folder: pathlib.Path) -> None:
+    """Stop the daemons; whatever outlives the recipe is killed by the pids it recorded."""
+    try:
+        subprocess.run([str(RECIPE), "stop", str(folder)], check=False, timeout=60)
+    finally:
+        conf = str(folder / "slurm.conf").encode()
+        for pidfile in (folder / "run").glob("*.pid"):
+            with contextlib.suppress(ValueError, OSError):
+                pid = int(pidfile.read_text())
+                # only a daemon of this cluster: a recycled pid belongs to someone else
+                if conf in pathlib.Path(f"/proc/{pid}/cmdline").read_bytes():
+                    os.kill(pid, signal.SIGKILL)

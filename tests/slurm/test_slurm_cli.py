@@ -86,7 +86,10 @@ def test_gen_writes_scripts_that_pass_shellcheck(tmp_path):
     assert '--distribution="$distribution"' in text and "--gpu-bind=none" in text
     assert "run_step n2g2-b000-s0 pmi2 block" in text or "run_step n2g2-b000-s0 none" in text
     assert "--mpi=pmi2" not in text and " pmi2 cyclic cyclic-n2g2 " in text
-    assert "--backend nccl --gpus-per-node 2 --redop max --codec fp8 -o" in text
+    assert "--backend nccl --gpus-per-node 2 --redop max --codec fp8 " in text
+    assert ("--rank-map misaligned" in text) == _run_parser_accepts("--rank-map")
+    label = "--label rank_map=misaligned,NCCL_PXN_DISABLE="
+    assert (label in text) == _run_parser_accepts("--label")
     assert (f"--topology {tmp_path}/two.toml" in text) == _run_parser_accepts("--topology")
     statics = [ROOT / "slurm" / "local-cluster.sh", ROOT / "slurm" / "epbench-rank.sh"]
     check = subprocess.run(
@@ -129,6 +132,18 @@ def test_topology_that_does_not_match_the_shape_is_refused(tmp_path):
     _write_spec(tmp_path, SPEC.replace("gpus_per_node = 2", "gpus_per_node = 4"))
     proc = _epbench("slurm", "gen", str(tmp_path / "t.toml"), "-o", str(tmp_path / "out"))
     _one_line_error(proc, "two.toml' has 2 GPUs per node but the launch runs 4 ranks per node")
+
+
+def test_hydra_launch_refuses_cyclic_maps_and_renders_mpiexec(tmp_path):
+    _write_spec(tmp_path, SPEC.replace("[cluster]\n", '[cluster]\nmpi = "hydra"\n'))
+    proc = _epbench("slurm", "gen", str(tmp_path / "t.toml"), "-o", str(tmp_path / "a"))
+    _one_line_error(proc, "mpi = 'hydra' places ranks in blocks, not 'cyclic'")
+    text = SPEC.replace("[cluster]\n", '[cluster]\nmpi = "hydra"\n').replace('"cyclic"', "")
+    _write_spec(tmp_path, text.replace('"misaligned", ]', '"misaligned"]'))
+    proc = _epbench("slurm", "gen", str(tmp_path / "t.toml"), "-o", str(tmp_path / "b"))
+    assert proc.returncode == 0, proc.stderr
+    script = (tmp_path / "b" / "jobs" / "n2g2.sbatch").read_text()
+    assert "-bootstrap slurm -n 4 -ppn 2" in script and " hydra block " in script
 
 
 def test_unknown_key_is_one_line_naming_file_line_and_key(tmp_path):

@@ -9,107 +9,22 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import pathlib
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from bench import links, spawn
+from bench import links, run_setup, spawn
 from bench.errors import UsageError
 from bench.output import TABLE_HEADER, ResultWriter, export, table_row
-from bench.runner import AGGREGATIONS, Fault, PointRunner, Timing
+from bench.runner import PointRunner, Timing
 from bench.session import Session, default_backend
-from bench.sizes import format_size, parse_size, sweep
+from bench.sizes import format_size
 from collectives import ops as ops_registry
 from collectives.backends import BACKENDS
 from collectives.backends.base import CommError, canonical_dtype
-from collectives.ops.alltoallv import GENERATORS, parse_matrix
-from collectives.ops.base import Collective
+from collectives.ops.alltoallv import GENERATORS
 from results.schema import Record
-
-_AGG_CODES = {"0": "rank0", "1": "avg", "2": "min", "3": "max"}
-
-
-def _bool01(text: str) -> bool:
-    if text not in ("0", "1"):
-        raise argparse.ArgumentTypeError(f"expected 0 or 1, got {text!r}")
-    return text == "1"
-
-
-def add_run_arguments(p: argparse.ArgumentParser) -> None:
-    """The flags shared by `run` and anything that drives the runner."""
-    g = p.add_argument_group("sweep (nccl-tests flags)")
-    g.add_argument("-b", "--minbytes", default="1K", help="smallest size (K/M/G suffixes)")
-    g.add_argument("-e", "--maxbytes", default="16M", help="largest size")
-    g.add_argument("-f", "--stepfactor", type=float, default=None, help="multiply size by F")
-    g.add_argument("-i", "--stepbytes", default=None, help="add this many bytes per step")
-    g.add_argument("-n", "--iters", type=int, default=20, help="timed iterations per sample set")
-    g.add_argument("-w", "--warmup_iters", type=int, default=5, help="untimed warmup runs")
-    g.add_argument("-c", "--check", type=_bool01, default=True, help="check correctness (0/1)")
-    g.add_argument(
-        "-d",
-        "--datatype",
-        default="float32",
-        help="float32, bfloat16, float16, int8, float8_e4m3, float8_e5m2",
-    )
-    g.add_argument("--redop", default="sum", help="sum, prod, max, min, avg")
-    g.add_argument(
-        "-a",
-        "--average",
-        default="max",
-        help="aggregate ranks per sample: max (default), avg, min, rank0 or 0-3",
-    )
-    g.add_argument(
-        "-G",
-        "--cudagraph",
-        type=int,
-        default=0,
-        help="capture N ops per CUDA graph and time replays (0: off)",
-    )
-    g.add_argument(
-        "-z", "--blocking", type=_bool01, default=False, help="synchronize after every op (0/1)"
-    )
-    g.add_argument(
-        "-T",
-        "--timeout",
-        type=float,
-        default=300.0,
-        help="seconds any one collective may take before every rank exits",
-    )
-    g.add_argument("--blocks", type=int, default=5, help="loop/graph blocks (samples) per size")
-    g.add_argument("--seed", type=int, default=0, help="seed of inputs and generators")
-    lg = p.add_argument_group("launch")
-    lg.add_argument("--backend", default="auto", help=f"auto, {', '.join(BACKENDS)}")
-    lg.add_argument("--np", type=int, default=None, help="spawn N local ranks (no launcher)")
-    lg.add_argument(
-        "--gpus-per-node",
-        type=int,
-        default=None,
-        help="ranks per (virtual) node: CPU ranks pose as nodes of K ranks",
-    )
-    mg = p.add_argument_group("MPI backend")
-    mg.add_argument(
-        "--mpi-thread-level",
-        default="single",
-        choices=("single", "funneled", "serialized", "multiple"),
-    )
-    mg.add_argument("--mpi-buffer", default="auto", help="numpy, torch, cupy, numba or auto")
-    mg.add_argument("--mpi-alignment", type=int, default=4096, help="buffer alignment, bytes")
-    mg.add_argument(
-        "--mpi-persistent", type=_bool01, default=False, help="persistent MPI-4 requests (0/1)"
-    )
-    mg.add_argument("--cuda-aware", default="auto", choices=("auto", "yes", "no"))
-    og = p.add_argument_group("output")
-    og.add_argument("-o", "--output", default=None, help="results file (.jsonl)")
-    og.add_argument(
-        "--format",
-        default="jsonl",
-        choices=("jsonl", "csv", "parquet"),
-        help="also export a tidy table in this format",
-    )
-    og.add_argument("--overwrite", action="store_true", help="replace an existing results file")
-    og.add_argument("--inject-fault", default=None, help=argparse.SUPPRESS)
 
 
 def register(sub: Any) -> None:
@@ -117,7 +32,7 @@ def register(sub: Any) -> None:
         "run", help="benchmark one op over a size sweep", description=__doc__.splitlines()[0]
     )
     p.add_argument("op", help=f"one of: {', '.join(ops_registry.OPS)}")
-    add_run_arguments(p)
+    run_setup.add_run_arguments(p)
     xg = p.add_argument_group("op options")
     xg.add_argument(
         "--pair", default="same-node", help="pingpong ranks: same-node, cross-node, or A,B"
@@ -134,154 +49,20 @@ def register(sub: Any) -> None:
     xg.add_argument("--generator", default="uniform", help=f"alltoallv: {', '.join(GENERATORS)}")
     xg.add_argument("--skew", type=float, default=1.1, help="alltoallv zipf/distance exponent")
     xg.add_argument("--codec", default="none", help="compress payloads with this codec")
-    moe = _moe_options()
+    moe = run_setup.moe_options()
     if moe is not None:
         moe.add_moe_arguments(p)
     links.add_arguments(p)
     p.set_defaults(func=run_command)
 
 
-def _moe_options() -> Any:
-    """bench.moe_options when this build has MoE ops (adds their flags and op kwargs)."""
-    try:
-        from bench import moe_options
-    except ImportError:
-        return None
-    return moe_options
-
-
-# ---- validation (before any process starts) ---------------------------------------------
-def resolve_sizes(args: argparse.Namespace) -> list[int]:
-    """Sweep points: bytes (-b/-e/-f/-i), or token counts for MoE ops."""
-    if ops_registry.op_class(args.op).size_unit == "tokens":
-        moe = _moe_options()
-        if moe is not None and hasattr(moe, "token_sweep"):
-            return list(moe.token_sweep(args))
-        return [int(args.num_tokens)]
-    if args.op == "alltoallv" and args.matrix:
-        return [1]  # the matrix file gives every count: one point, as in nccl-tests
-    begin = parse_size(args.minbytes, "-b")
-    end = parse_size(args.maxbytes, "-e")
-    step = parse_size(args.stepbytes, "-i") if args.stepbytes is not None else None
-    return sweep(begin, end, args.stepfactor, step)
-
-
-def resolve_timing(args: argparse.Namespace) -> Timing:
-    agg = _AGG_CODES.get(str(args.average), str(args.average))
-    if agg not in AGGREGATIONS:
-        raise UsageError(f"-a {args.average!r}: choose max, avg, min, rank0 or 0-3")
-    if args.cudagraph < 0:
-        raise UsageError(f"-G {args.cudagraph} must be >= 0")
-    if args.timeout <= 0:
-        raise UsageError(f"-T {args.timeout:g} must be positive seconds")
-    try:
-        return Timing(
-            num_iters=args.iters,
-            num_warmup=args.warmup_iters,
-            check=args.check,
-            num_blocks=args.blocks,
-            graph_iters=args.cudagraph,
-            blocking=args.blocking,
-            aggregation=agg,
-        )
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-
-
-def parse_fault(text: str | None) -> Fault | None:
-    if not text:
-        return None
-    try:
-        kind, rank, index = text.split(":")
-        return Fault(kind=kind, rank=int(rank), size_index=int(index))
-    except ValueError:
-        raise UsageError(f"--inject-fault {text!r}: expected KIND:RANK:SIZE_INDEX") from None
-
-
-def op_options(args: argparse.Namespace, world: int, local_world: int) -> dict[str, Any]:
-    opts: dict[str, Any] = {"seed": args.seed}
-    if getattr(args, "redop", None):
-        opts["redop"] = args.redop
-    if args.op == "pingpong":
-        opts["pair"] = resolve_pair(args.pair, world, local_world)
-    moe = _moe_options()
-    if moe is not None and ops_registry.op_class(args.op).size_unit == "tokens":
-        moe.check_moe_args(args, world, args.gpus_per_node or local_world)
-        opts.update(moe.moe_op_kwargs(args, local_world))
-    if args.op == "alltoallv":
-        opts["generator"], opts["skew"] = args.generator, args.skew
-        if args.matrix:
-            path = pathlib.Path(args.matrix)
-            try:
-                opts["matrix"] = parse_matrix(path.read_text(), str(path))
-            except OSError as exc:
-                raise UsageError(f"--matrix {path}: {exc.strerror}") from None
-            except ValueError as exc:
-                raise UsageError(str(exc)) from None
-            opts["matrix_source"] = str(path)
-            opts["matrix_scale"] = args.matrix_scale
-    return opts
-
-
-def resolve_pair(text: str, world: int, local_world: int) -> tuple[int, int]:
-    if world < 2:
-        raise UsageError("pingpong needs at least 2 ranks; use --np 2 or a launcher")
-    if text == "same-node":
-        if local_world < 2:
-            raise UsageError("--pair same-node needs 2 ranks per node; use cross-node")
-        return (0, 1)
-    if text == "cross-node":
-        if local_world >= world:
-            raise UsageError("--pair cross-node needs 2 nodes; set --gpus-per-node")
-        return (0, local_world)
-    try:
-        a, b = (int(x) for x in text.split(","))
-    except ValueError:
-        raise UsageError(f"--pair {text!r}: use same-node, cross-node or A,B") from None
-    if a == b or not (0 <= a < world and 0 <= b < world):
-        raise UsageError(f"--pair {text}: need two distinct ranks below {world}")
-    return (a, b)
-
-
-def build_op(args: argparse.Namespace, world: int, local_world: int) -> Collective:
-    try:
-        op = ops_registry.get(args.op, **op_options(args, world, local_world))
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    if op.min_ranks > world:
-        raise UsageError(f"{args.op} needs at least {op.min_ranks} ranks; got {world}")
-    if getattr(args, "codec", "none") != "none":
-        try:
-            from collectives.ops.compressed import Compressed
-        except ImportError:
-            raise UsageError("--codec is not available in this build") from None
-        try:
-            op = Compressed(op, args.codec)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-    return op
-
-
-def default_output(op: str, backend: str) -> pathlib.Path:
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return pathlib.Path("epbench-results") / f"{op}-{backend}-{stamp}.jsonl"
-
-
-def resolved_config(args: argparse.Namespace, sizes: list[int]) -> dict[str, Any]:
-    skip = {"func", "np", "inject_fault", "output"}
-    config = {k: v for k, v in vars(args).items() if k not in skip}
-    config["sizes"] = sizes
-    return config
-
-
-# ---- the command ------------------------------------------------------------------------
 def run_command(args: argparse.Namespace) -> int:
     try:
         ops_registry.op_class(args.op)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    sizes = resolve_sizes(args)
-    timing = resolve_timing(args)
+    sizes = run_setup.resolve_sizes(args)
+    timing = run_setup.resolve_timing(args)
     try:
         args.datatype = canonical_dtype(args.datatype)
     except ValueError as exc:
@@ -297,8 +78,8 @@ def run_command(args: argparse.Namespace) -> int:
         local_world = args.gpus_per_node or args.np
         if args.np % local_world:
             raise UsageError(f"--gpus-per-node {local_world} does not divide --np {args.np}")
-        op = build_op(args, args.np, local_world)
-        _validate_point_sizes(op, sizes, args.datatype, args.np)
+        op = run_setup.build_op(args, args.np, local_world)
+        run_setup.validate_point_sizes(op, sizes, args.datatype, args.np)
         if op.has_redop and args.datatype.startswith("float8") and args.backend != "nccl":
             raise UsageError(
                 f"backend {args.backend} cannot reduce {args.datatype}; pick another -d "
@@ -335,30 +116,13 @@ def _child_argv(argv: Sequence[str]) -> list[str]:
     return out
 
 
-def _mpi_buffer(choice: str) -> str:
-    """`auto`: device arrays where a GPU is visible (CuPy, else torch), numpy otherwise."""
-    if choice != "auto":
-        return choice
-    return {"nccl": "cupy", "torch-nccl": "torch"}.get(default_backend(), "numpy")
-
-
-def _mpi_options(args: argparse.Namespace) -> dict[str, Any]:
-    return {
-        "thread_level": args.mpi_thread_level,
-        "buffer": _mpi_buffer(args.mpi_buffer),
-        "alignment_bytes": args.mpi_alignment,
-        "persistent": args.mpi_persistent,
-        "cuda_aware": args.cuda_aware,
-    }
-
-
 def execute(args: argparse.Namespace, sizes: list[int], timing: Timing) -> list[Record]:
     """Run the sweep in this process (one rank of the job); returns rank 0's records."""
     session = Session(
         backend=args.backend,
         timeout_s=args.timeout,
         gpus_per_node=args.gpus_per_node,
-        options=_mpi_options(args) if args.backend == "mpi" else {},
+        options=run_setup.mpi_options(args) if args.backend == "mpi" else {},
     )
     comm = session.comm
     if args.np is not None and args.np != comm.world:
@@ -366,8 +130,8 @@ def execute(args: argparse.Namespace, sizes: list[int], timing: Timing) -> list[
         raise UsageError(f"--np {args.np} but the launcher started {comm.world} ranks")
     status, message = "ok", ""
     try:
-        op = build_op(args, comm.world, comm.local_world)
-        _validate_point_sizes(op, sizes, args.datatype, comm.world)
+        op = run_setup.build_op(args, comm.world, comm.local_world)
+        run_setup.validate_point_sizes(op, sizes, args.datatype, comm.world)
         if not comm.supports_dtype(args.datatype):
             raise UsageError(f"backend {args.backend} cannot send {args.datatype}; pick another -d")
         reduces = getattr(comm, "supports_reduction", None)
@@ -377,9 +141,13 @@ def execute(args: argparse.Namespace, sizes: list[int], timing: Timing) -> list[
                 "(float8 moves as bytes in alltoall/allgather/sendrecv)"
             )
         model = links.LinkModel(args.topology, args.rank_map, comm.world) if args.topology else None
-        config = resolved_config(args, sizes)
+        config = run_setup.resolved_config(args, sizes)
         facts = session.preflight(config)
-        out = pathlib.Path(args.output) if args.output else default_output(args.op, args.backend)
+        out = (
+            pathlib.Path(args.output)
+            if args.output
+            else run_setup.default_output(args.op, args.backend)
+        )
         writer = session.open_results(
             out,
             config=config,
@@ -388,7 +156,9 @@ def execute(args: argparse.Namespace, sizes: list[int], timing: Timing) -> list[
             overwrite=args.overwrite,
             extra=links.run_labels(args, model),
         )
-        runner = PointRunner(comm, op, timing, session.dog, parse_fault(args.inject_fault))
+        runner = PointRunner(
+            comm, op, timing, session.dog, run_setup.parse_fault(args.inject_fault)
+        )
         records = _sweep(runner, sizes, args, writer, model)
         if writer is not None:
             _finish(writer.path, records, args.format)
@@ -401,15 +171,6 @@ def execute(args: argparse.Namespace, sizes: list[int], timing: Timing) -> list[
         raise UsageError(f"rank {comm.rank}: {message}", exit_code=1) from None
     finally:
         session.close(status, message)
-
-
-def _validate_point_sizes(op: Collective, sizes: list[int], dtype: str, world: int) -> None:
-    if op.size_unit != "bytes":
-        return
-    try:
-        op.sizes(sizes[0], dtype, world)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
 
 
 def _first_line(exc: BaseException) -> str:

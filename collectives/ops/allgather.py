@@ -10,33 +10,14 @@ import numpy as np
 
 from collectives.backends.base import Comm
 from collectives.ops.base import (
+    BlockCollective,
     Buffers,
-    Collective,
-    Sizes,
-    elem_bytes,
     pattern,
-    ring_matrix,
-    too_small,
 )
 
 
-class AllGather(Collective):
+class AllGather(BlockCollective):
     name = "allgather"
-
-    def sizes(self, size_bytes: int, dtype: str, world: int) -> Sizes:
-        elem = elem_bytes(dtype)
-        per_rank = size_bytes // elem // world
-        if per_rank == 0:
-            raise too_small(self.name, size_bytes, dtype, world, elem * world)
-        count = per_rank * world
-        return Sizes(size_bytes=count * elem, count=count, send_count=per_rank, recv_count=count)
-
-    def bus_bw_factor(self, world: int) -> float:
-        return (world - 1) / world
-
-    def traffic_matrix(self, size_bytes: int, dtype: str, world: int) -> np.ndarray:
-        s = self.sizes(size_bytes, dtype, world)
-        return ring_matrix(world, s.size_bytes * (world - 1) / world)
 
     def make_inputs(self, comm: Comm, size_bytes: int, dtype: str) -> Buffers:
         s = self.sizes(size_bytes, dtype, comm.world)

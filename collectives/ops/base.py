@@ -172,5 +172,29 @@ class Collective(abc.ABC):
         return {}
 
 
+class BlockCollective(Collective):
+    """Ops whose full buffer is `world` equal blocks, one per rank (allgather: the output,
+    reducescatter: the input). busbw factor (n-1)/n; traffic is the ring algorithm's."""
+
+    gathers: ClassVar[bool] = True
+    """True when the full buffer is the output (allgather), False when it is the input."""
+
+    def sizes(self, size_bytes: int, dtype: str, world: int) -> Sizes:
+        elem = elem_bytes(dtype)
+        per_rank = size_bytes // elem // world
+        if per_rank == 0:
+            raise too_small(self.name, size_bytes, dtype, world, elem * world)
+        count = per_rank * world
+        send, recv = (per_rank, count) if self.gathers else (count, per_rank)
+        return Sizes(size_bytes=count * elem, count=count, send_count=send, recv_count=recv)
+
+    def bus_bw_factor(self, world: int) -> float:
+        return (world - 1) / world
+
+    def traffic_matrix(self, size_bytes: int, dtype: str, world: int) -> np.ndarray:
+        s = self.sizes(size_bytes, dtype, world)
+        return ring_matrix(world, s.size_bytes * (world - 1) / world)
+
+
 def elem_bytes(dtype: str) -> int:
     return dtype_size_bytes(dtype)

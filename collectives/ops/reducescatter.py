@@ -6,39 +6,19 @@ traffic is the ring algorithm's.
 
 from __future__ import annotations
 
-import numpy as np
-
 from collectives.backends.base import Comm
 from collectives.ops.base import (
+    BlockCollective,
     Buffers,
-    Collective,
-    Sizes,
-    elem_bytes,
     reduce_expected,
     reduce_pattern,
-    ring_matrix,
-    too_small,
 )
 
 
-class ReduceScatter(Collective):
+class ReduceScatter(BlockCollective):
     name = "reducescatter"
     has_redop = True
-
-    def sizes(self, size_bytes: int, dtype: str, world: int) -> Sizes:
-        elem = elem_bytes(dtype)
-        per_rank = size_bytes // elem // world
-        if per_rank == 0:
-            raise too_small(self.name, size_bytes, dtype, world, elem * world)
-        count = per_rank * world
-        return Sizes(size_bytes=count * elem, count=count, send_count=count, recv_count=per_rank)
-
-    def bus_bw_factor(self, world: int) -> float:
-        return (world - 1) / world
-
-    def traffic_matrix(self, size_bytes: int, dtype: str, world: int) -> np.ndarray:
-        s = self.sizes(size_bytes, dtype, world)
-        return ring_matrix(world, s.size_bytes * (world - 1) / world)
+    gathers = False
 
     def make_inputs(self, comm: Comm, size_bytes: int, dtype: str) -> Buffers:
         s = self.sizes(size_bytes, dtype, comm.world)

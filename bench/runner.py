@@ -113,11 +113,12 @@ class PointRunner:
     def _per_iter(self, bufs: Buffers) -> list[float]:
         comm, op, n = self.comm, self.op, self.timing.num_iters
         timer = comm.timer()
-        host_clock = comm.device == "cpu"
+        # OSU-style barrier before every host-clock sample, unless the op lines ranks up itself
+        host_clock = comm.device == "cpu" and not op.self_synchronizing
         comm.barrier()
         for _ in range(n):
             if host_clock:
-                comm.barrier()  # OSU-style: every sample starts together
+                comm.barrier()
             timer.start()
             op.run(comm, bufs)
             timer.stop()

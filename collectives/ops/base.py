@@ -119,6 +119,9 @@ class Collective(abc.ABC):
     has_redop: ClassVar[bool] = False
     has_root: ClassVar[bool] = False
     min_ranks: ClassVar[int] = 1
+    self_synchronizing: ClassVar[bool] = False
+    """True when one run already lines the ranks up (pingpong), so per-iteration samples
+    need no barrier between them (osu_latency has none)."""
     time_divisor: ClassVar[float] = 1.0
     """Timed samples are divided by this (pingpong: 2, a round trip -> one way)."""
     size_unit: ClassVar[str] = "bytes"

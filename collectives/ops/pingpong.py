@@ -17,6 +17,7 @@ class PingPong(Collective):
     name = "pingpong"
     min_ranks = 2
     time_divisor = 2.0  # a run is a round trip; report one-way latency
+    self_synchronizing = True
 
     @property
     def pair(self) -> tuple[int, int]:

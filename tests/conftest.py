@@ -57,6 +57,15 @@ def mpiexec() -> str | None:
     return str(beside) if beside.exists() else shutil.which("mpiexec")
 
 
+def run_with_fault(cli, out: pathlib.Path, fault: str, *extra: str):  # type: ignore[no-untyped-def]
+    """A 2-rank alltoall sweep (1K, 4K) whose rank 1 misbehaves at the second size, -T 4."""
+    return cli(
+        "run", "alltoall", *extra, "--np", "2", "-b", "1K", "-e", "4K", "-f", "4",
+        "-n", "3", "-w", "1", "--blocks", "2", "-T", "4", "-o", str(out),
+        "--inject-fault", f"{fault}:1:1", timeout=90,
+    )  # fmt: skip
+
+
 @pytest.fixture
 def cli(tmp_path: pathlib.Path):  # type: ignore[no-untyped-def]
     def _run(*args: str, timeout: float = 120, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]

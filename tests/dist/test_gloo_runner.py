@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from collectives.ops import CORE_OPS
-from tests.conftest import cli_env, read_run
+from tests.conftest import cli_env, read_run, run_with_fault
 
 pytestmark = pytest.mark.dist
 FAST = ["-n", "3", "-w", "1", "--blocks", "2"]
@@ -93,26 +93,7 @@ def _partial_file_ok(path: pathlib.Path) -> None:
 def test_hung_peer_ends_every_rank_within_timeout(fault: str, cli, tmp_path) -> None:
     out = tmp_path / "r.jsonl"
     start = time.monotonic()
-    res = cli(
-        "run",
-        "alltoall",
-        "--np",
-        "2",
-        "-b",
-        "1K",
-        "-e",
-        "4K",
-        "-f",
-        "4",
-        *FAST,
-        "-T",
-        "4",
-        "-o",
-        str(out),
-        "--inject-fault",
-        f"{fault}:1:1",
-        timeout=60,
-    )
+    res = run_with_fault(cli, out, fault)
     elapsed = time.monotonic() - start
     assert res.returncode != 0
     assert elapsed < 4 + 15, elapsed

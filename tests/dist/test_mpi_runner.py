@@ -8,42 +8,20 @@ import time
 
 import pytest
 
-from tests.conftest import mpiexec, read_run
+from tests.conftest import mpiexec, read_run, run_with_fault
 
 pytestmark = [
     pytest.mark.dist,
     pytest.mark.mpi,
     pytest.mark.skipif(mpiexec() is None, reason="mpiexec not installed"),
 ]
-FAST = ["-n", "3", "-w", "1", "--blocks", "2"]
 
 
 @pytest.mark.parametrize("fault", ["hang", "kill"])
 def test_mpi_fault_ends_job_and_keeps_results(fault: str, cli, tmp_path: pathlib.Path) -> None:
     out = tmp_path / "r.jsonl"
     start = time.monotonic()
-    res = cli(
-        "run",
-        "alltoall",
-        "--backend",
-        "mpi",
-        "--np",
-        "2",
-        "-b",
-        "1K",
-        "-e",
-        "4K",
-        "-f",
-        "4",
-        *FAST,
-        "-T",
-        "4",
-        "-o",
-        str(out),
-        "--inject-fault",
-        f"{fault}:1:1",
-        timeout=90,
-    )
+    res = run_with_fault(cli, out, fault, "--backend", "mpi")
     assert res.returncode != 0
     assert time.monotonic() - start < 4 + 30
     assert "Traceback" not in res.stderr

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import pathlib
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from bench import links, run_setup, spawn
+from bench import launch, links, run_setup, spawn
 from bench.errors import UsageError
 from bench.output import TABLE_HEADER, ResultWriter, export, table_row
 from bench.runner import PointRunner, Timing
@@ -71,7 +72,8 @@ def run_command(args: argparse.Namespace) -> int:
         args.backend = default_backend()
     if args.backend not in BACKENDS:
         raise UsageError(f"--backend {args.backend!r}: choose one of {', '.join(BACKENDS)}")
-    if args.np is not None and "RANK" not in spawn.os.environ and not _launched():
+    # --np spawns only when no launcher started us (bench.launch decides, as for the ranks)
+    if args.np is not None and launch.detect(os.environ).launcher == "single":
         if args.np < 1:
             raise UsageError(f"--np {args.np} must be at least 1")
         # Catch mistakes once, here, instead of once per spawned rank.
@@ -92,13 +94,6 @@ def run_command(args: argparse.Namespace) -> int:
         return spawn.run_local(_child_argv(sys.argv[1:]), args.np, args.backend, args.timeout)
     records = execute(args, sizes, timing)
     return 1 if any(r.num_wrong > 0 for r in records) else 0
-
-
-def _launched() -> bool:
-    env = spawn.os.environ
-    return any(k in env for k in ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK")) or (
-        "SLURM_PROCID" in env and "SLURM_STEP_ID" in env
-    )
 
 
 def _child_argv(argv: Sequence[str]) -> list[str]:
@@ -257,5 +252,5 @@ def _finish(path: pathlib.Path, records: list[Record], fmt: str) -> None:
         print(f"# Avg bus bandwidth    : {float(np.mean(bus)):.4g} GB/s")
     print(f"# results: {path}")
     if fmt != "jsonl":
-        print(f"# {fmt}: {export(records, path, fmt)}")
+        print(f"# {fmt}: {export(path, fmt)}")
     print(f"# largest size {format_size(max(r.size_bytes for r in records))}", flush=True)

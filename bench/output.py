@@ -63,28 +63,14 @@ class ResultWriter:
                 self._file = None
 
 
-def export(records: Sequence[Record], path: pathlib.Path, fmt: str) -> pathlib.Path:
-    """Write one row per (record, sample) as CSV or Parquet beside the JSON Lines file."""
-    import pandas as pd
+def export(path: pathlib.Path, fmt: str) -> pathlib.Path:
+    """Write the run's tidy table (results.load: one row per record x sample, metadata as
+    columns) as CSV or Parquet beside the JSON Lines file."""
+    import results
 
-    rows = []
-    for rec in records:
-        base = {
-            "op": rec.op,
-            "backend": rec.backend,
-            "dtype": rec.dtype,
-            "codec": rec.codec,
-            "mode": rec.mode,
-            "size_bytes": rec.size_bytes,
-            "count": rec.count,
-            "num_ranks": rec.num_ranks,
-            "num_wrong": rec.num_wrong,
-            "bus_factor": rec.bus_factor,
-            "predicted": rec.predicted,
-        }
-        for i, t in enumerate(rec.times_s):
-            rows.append({**base, "iteration": i, "time_s": t})
-    frame = pd.DataFrame(rows)
+    frame = results.load([path])
+    first = ["op", "backend"]
+    frame = frame[first + [c for c in frame.columns if c not in first]]
     out = path.with_suffix("." + fmt)
     if fmt == "csv":
         frame.to_csv(out, index=False)

@@ -1,6 +1,6 @@
 """`--np N` with no launcher: start N local ranks and watch them.
 
-For torch.distributed backends the children get torchrun's variables (RANK, WORLD_SIZE,
+For the gloo and torch-nccl backends the children get torchrun's variables (RANK, WORLD_SIZE,
 LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT); for MPI the command is handed to
 the `mpiexec` beside this Python. If a rank dies, the others get the collective timeout
 plus a grace period to end on their own (their watchdogs name the op), then are killed.

@@ -1,4 +1,4 @@
-"""GPU check and timing of MoE dispatch/combine over NCCL (torch.distributed), DeepEP's shape.
+"""GPU check and timing of MoE dispatch/combine on the torch-nccl backend, DeepEP's shape.
 
     torchrun --nproc-per-node 2 bench/gpu/moe_gpu.py --out moe.json
     python bench/gpu/moe_gpu.py --gpus 2 --out moe.json          (spawns one process per GPU)

@@ -98,7 +98,7 @@ part_core() {
 
 part_probe() {
   section "host vs device cost per small op"
-  "${MPIRUN[@]}" python3 bench/gpu/probe_overhead.py
+  "${MPIRUN[@]}" python3 tests/gpu/probe_overhead.py
 }
 
 part_codecs() {

@@ -382,3 +382,15 @@ def dtype_of_native(buf: Any) -> str | None:
         if np.dtype(buf.dtype) == np_dtype:
             return name
     return None
+
+
+def registered_dtype(registry: dict[int, Any], buf: Any) -> str:
+    """The dtype `comm.empty()` recorded for `buf` (registry: id -> (weakref, dtype)), else
+    the one its native type says; ValueError when neither tells."""
+    entry = registry.get(id(buf))
+    if entry is not None and entry[0]() is buf:
+        return str(entry[1])
+    native = dtype_of_native(buf)
+    if native is None:
+        raise ValueError(f"cannot tell the dtype of a {type(buf).__name__}; use comm.empty()")
+    return native

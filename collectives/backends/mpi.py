@@ -105,13 +105,7 @@ class MpiComm:
         return bf.to_float64(buf, self._dtype(buf), self._alloc.host)
 
     def _dtype(self, buf: Any) -> str:
-        entry = self._dtypes.get(id(buf))
-        if entry is not None and entry[0]() is buf:
-            return entry[1]
-        native = bf.dtype_of_native(buf)
-        if native is None:
-            raise ValueError(f"cannot tell the dtype of a {type(buf).__name__}; use comm.empty()")
-        return native
+        return bf.registered_dtype(self._dtypes, buf)
 
     # ---- wiring ---------------------------------------------------------------------------
     def _wire(self, buf: Any, role: str, host_compute: bool = False) -> Wire:

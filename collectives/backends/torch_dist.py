@@ -72,23 +72,23 @@ class CudaEventTimer:
     """CUDA event pairs recorded on one stream; read after the stream is synchronized."""
 
     def __init__(self, stream: torch.cuda.Stream) -> None:
-        self._stream = stream
+        self.stream = stream
         self._pairs: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
         self._open: torch.cuda.Event | None = None
 
     def start(self) -> None:
         self._open = torch.cuda.Event(enable_timing=True)
-        self._open.record(self._stream)
+        self._open.record(self.stream)
 
     def stop(self) -> None:
         end = torch.cuda.Event(enable_timing=True)
-        end.record(self._stream)
+        end.record(self.stream)
         assert self._open is not None, "stop() without start()"
         self._pairs.append((self._open, end))
         self._open = None
 
     def elapsed_s(self) -> list[float]:
-        self._stream.synchronize()
+        self.stream.synchronize()
         return [a.elapsed_time(b) * 1e-3 for a, b in self._pairs]
 
 
@@ -108,12 +108,11 @@ class TorchComm:
         self._fake = backend == "fake"
         if backend == "torch-nccl":
             self.device = f"cuda:{torch.cuda.current_device()}"
-            self._stream: torch.cuda.Stream | None = torch.cuda.Stream()
+            self.stream: torch.cuda.Stream | None = torch.cuda.Stream()
+            """The communication stream (None on CPU): callers order work against it."""
         else:
             self.device = "cpu"
-            self._stream = None
-        self.stream = self._stream
-        """The communication stream (None on CPU): callers order their work against it."""
+            self.stream = None
         self._host_group: Any = None
 
     # ---- setup ----------------------------------------------------------------------
@@ -158,8 +157,8 @@ class TorchComm:
 
     # ---- collectives ----------------------------------------------------------------
     def _ctx(self) -> Any:
-        if self._stream is not None:
-            return torch.cuda.stream(self._stream)
+        if self.stream is not None:
+            return torch.cuda.stream(self.stream)
         return _NullContext()
 
     @staticmethod
@@ -228,20 +227,20 @@ class TorchComm:
         dist.barrier(group=self._host())
 
     def synchronize(self) -> None:
-        if self._stream is not None:
-            self._stream.synchronize()
+        if self.stream is not None:
+            self.stream.synchronize()
 
     def timer(self) -> HostTimer | CudaEventTimer:
-        if self._stream is not None:
-            return CudaEventTimer(self._stream)
+        if self.stream is not None:
+            return CudaEventTimer(self.stream)
         return HostTimer()
 
     def capture(self, fn: Callable[[], None], num_iters: int) -> Callable[[], None] | None:
-        if self._stream is None:
+        if self.stream is None:
             return None
         graph = torch.cuda.CUDAGraph()
-        self._stream.synchronize()
-        stream = self._stream
+        self.stream.synchronize()
+        stream = self.stream
         with torch.cuda.graph(graph, stream=stream):
             for _ in range(num_iters):
                 fn()

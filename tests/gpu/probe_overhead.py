@@ -1,6 +1,9 @@
 """Where does a small NCCL op's time go? Host issue cost vs device time, per layer.
 
-    mpirun -np 2 python3 bench/gpu/probe_overhead.py
+Kept with the GPU test tier because it calls CuPy's NCCL binding directly, beside the
+backend, to measure what the backend adds.
+
+    mpirun -np 2 python3 tests/gpu/probe_overhead.py
 
 For 1 KiB and 64 KiB bf16 all_reduce and all_to_all, rank 0 prints: host time per call
 when issuing 200 calls without synchronizing (what bounds a back-to-back loop), through

@@ -183,8 +183,11 @@ def fp8_decode(codes, scales, table, out):  # type: ignore[no-untyped-def]
     num_tokens, hidden = out.shape
     for t in numba.prange(num_tokens):
         for j in range(hidden):
-            value = table[codes[t, j]] * scales[t, j // TILE]
-            if value > F32_MAX:
+            scale = scales[t, j // TILE]
+            value = table[codes[t, j]] * scale
+            if scale != scale:  # poisoned tile: the one canonical NaN, as every path writes
+                value = np.float32(np.nan)
+            elif value > F32_MAX:
                 value = F32_MAX
             elif value < -F32_MAX:
                 value = -F32_MAX

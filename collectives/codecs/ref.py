@@ -163,4 +163,7 @@ def decode_fp8(wire: np.ndarray, spec: CodecSpec, num_tokens: int, hidden: int) 
     scale = meta.view("<f4").astype(F32)
     values = to_tiles(fp8_decode_table(spec.fp8)[codes])
     values = np.clip(values * scale[..., None], F32(-FLT_MAX), F32(FLT_MAX))
+    # A poisoned tile decodes to the canonical quiet NaN (0x7FC00000) whatever the hardware's
+    # NaN propagation would give (CUDA's arithmetic returns 0x7FFFFFFF).
+    values = np.where(np.isnan(scale)[..., None], F32(np.nan), values)
     return from_tiles(values, hidden)

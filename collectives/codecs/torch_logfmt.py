@@ -53,7 +53,8 @@ def logfmt_meta(ax: torch.Tensor, finite: torch.Tensor) -> tuple[torch.Tensor, t
 
 
 def logfmt_step(small: torch.Tensor, big: torch.Tensor, kmax: int):  # type: ignore[no-untyped-def]
-    step = (big.to(F64) - small.to(F64)) / float(kmax - 1)
+    span = big.to(F64) - small.to(F64)
+    step = span / torch.full_like(span, kmax - 1)  # a tensor divisor: see torch_ops.fp8_scales
     step = torch.where(torch.isnan(step), 0.0, step)
     safe = torch.where(step > 0, step, 1.0)
     phi = ln_det((1.0 + exp_det(safe)) * 0.5) / safe
@@ -110,7 +111,8 @@ def deepep_params(amax: torch.Tensor, amin: torch.Tensor):  # type: ignore[no-un
         amin64 > 0, torch.maximum(lo, lmax - DEEPEP_CLAMP_LOG2), lmax - DEEPEP_CLAMP_LOG2
     )
     cast = pos & (amax64 < 1.0) & (lmin < lmax)
-    step = torch.where(cast, (lmax - lmin) / float(DEEPEP_KMAX - 1), 1.0)
+    span = lmax - lmin
+    step = torch.where(cast, span / torch.full_like(span, DEEPEP_KMAX - 1), 1.0)
     rounding = 2.0 - log2_det(0.5 * (1.0 + exp2_det(step))) / step
     return cast, lmin, step, rounding
 

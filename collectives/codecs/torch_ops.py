@@ -167,7 +167,9 @@ def fp8_codes(y: torch.Tensor, spec: CodecSpec) -> torch.Tensor:
 
 def fp8_scales(amax: torch.Tensor, finite: torch.Tensor, spec: CodecSpec) -> torch.Tensor:
     assert spec.fp8 is not None
-    scale = amax / spec.fp8.max_finite
+    # A tensor divisor, not a Python scalar: CUDA torch turns `t / scalar` into
+    # `t * (1 / scalar)`, which is not the correctly rounded quotient the other paths use.
+    scale = amax / torch.full_like(amax, spec.fp8.max_finite)
     if spec.pow2_scale:
         bits = torch.where(scale > 0, scale, 1.0).view(torch.int32).to(I64)
         up = torch.where((bits & 0x7FFFFF) != 0, (bits & 0x7F800000) + 0x800000, bits)
@@ -199,4 +201,5 @@ def decode_fp8(wire: torch.Tensor, spec: CodecSpec, num_tokens: int, hidden: int
     table = fp8_table(spec.fp8.name, str(wire.device))
     values = to_tiles(table[codes.to(I64)])
     values = torch.clamp(values * scale[..., None], -FLT_MAX, FLT_MAX)
+    values = torch.where(torch.isnan(scale)[..., None], float("nan"), values)
     return from_tiles(values, hidden)

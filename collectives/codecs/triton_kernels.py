@@ -172,6 +172,7 @@ if triton is not None:
         value = tl.where(
             value > FLT_MAX_C, FLT_MAX_C, tl.where(value < -FLT_MAX_C, -FLT_MAX_C, value)
         )
+        value = tl.where((scale == scale)[:, None], value, float("nan"))
         tl.store(out_ptr + rows * H + col, value, mask=mask)
 
     @triton.jit

@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import faulthandler
 import json
 import os
 import pathlib
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -62,6 +64,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--skip", default="", help="comma list of sections to skip: normal,ll,overlap")
     p.add_argument("--out", default=None, help="write JSON here (rank 0)")
     p.add_argument("--backend", default="torch-nccl", help="torch-nccl, or gloo (CPU rehearsal)")
+    p.add_argument(
+        "--stack-dump-s",
+        type=float,
+        default=0.0,
+        help="every this many seconds, dump every rank's Python stacks to stderr",
+    )
     return p.parse_args(argv)
 
 
@@ -93,6 +101,15 @@ class Bench:
             timer.stop()
         samples = np.asarray(timer.elapsed_s(), dtype=np.float64)
         return self.comm.max_over_ranks(samples)
+
+
+T0 = time.monotonic()
+
+
+def say(comm: Any, text: str) -> None:
+    """Progress on rank 0, with seconds since start (the table comes only at the end)."""
+    if comm.rank == 0:
+        print(f"[{time.monotonic() - T0:7.1f} s] {text}", flush=True)
 
 
 def stats(samples: np.ndarray) -> dict[str, float]:
@@ -139,9 +156,11 @@ def normal_mode(comm: Any, args: argparse.Namespace, bench: Bench) -> list[dict[
             wrong = check.check_dispatch(engine, first, lambda r: make_tokens(setup, r, "cpu"))  # noqa: B023
             nvl = engine.bytes_per_rank()
             label = f"{algo} dispatch {codec}"
+            say(comm, f"{label}: checked, #wrong {wrong}; timing")
             rows += _dispatch_rows(comm, engine, packed, first, bench, label, wrong, nvl)
             if codec == args.dispatch_codecs.split(",")[-1]:
                 rows.append(_combine_row(comm, engine, first, x, bench, algo, nvl))
+            say(comm, f"{label}: done")
     return rows
 
 
@@ -207,6 +226,7 @@ def low_latency(comm: Any, args: argparse.Namespace, bench: Bench) -> list[dict[
                                    int(packed.shape[1])))  # fmt: skip
         raw_c = bench(raw_alltoall(comm, [tokens] * comm.world, [tokens] * comm.world,
                                    setup.hidden * 2))  # fmt: skip
+        say(comm, f"low-latency {tokens} tokens: dispatch {np.median(d) * 1e6:.1f} us")
         rows.append({
             "tokens": tokens, "rows_per_rank": block, "num_wrong": int(wrong),
             "dispatch": stats(d), "combine": stats(c),
@@ -255,6 +275,8 @@ def print_table(results: dict[str, Any]) -> None:
 
 
 def worker(args: argparse.Namespace) -> None:
+    if args.stack_dump_s > 0:
+        faulthandler.dump_traceback_later(args.stack_dump_s, repeat=True)
     found = detect(os.environ)
     device = "cpu" if args.backend == "gloo" else "cuda"
     if device == "cpu":
@@ -263,6 +285,7 @@ def worker(args: argparse.Namespace) -> None:
     if found.launcher == "torchrun":  # torchrun's own store holds MASTER_PORT
         launch = dataclasses.replace(launch, master_port=launch.master_port + 11)
     comm = create(args.backend, launch)
+    say(comm, f"{comm.world} ranks up on {args.backend}")
     bench = Bench(comm, args.iters, args.warmup, not args.no_flush)
     skip = set(args.skip.split(","))
     results: dict[str, Any] = {"world": comm.world, "facts": comm.facts(),
@@ -273,6 +296,7 @@ def worker(args: argparse.Namespace) -> None:
     if "ll" not in skip:
         results["low_latency"] = low_latency(comm, args, bench)
     if "overlap" not in skip:
+        say(comm, "overlap")
         results["overlap"] = overlap(comm, args)
     if comm.rank == 0:
         print_table(results)

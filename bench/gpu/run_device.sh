@@ -2,10 +2,11 @@
 # Check and time epbench on a GPU machine in one call, beside nccl-tests built there.
 #
 #   bash bench/gpu/run_device.sh PART...
-#   PART: env nccltests fixtures core probe codecs moe
+#   PART: env nccltests fixtures core probe codecs moe deepepbuild deepep pack
 #
-# nccl-tests' source is expected, unpacked, in .device/nccl-tests (not part of the
-# repository). Logs and JSON go to $OUT (default /tmp/epbench-device). NVLink multicast
+# nccl-tests' source is expected, unpacked, in .device/nccl-tests and DeepEP's (V1, e.g.
+# commit 567632dd) in .device/deepep (neither is part of the repository; a prebuilt DeepEP
+# extension carried as .device/deepep-build.tgz is used instead of building). Logs and JSON go to $OUT (default /tmp/epbench-device). NVLink multicast
 # stays off (NCCL_NVLS_ENABLE=0) in every process started here.
 set -uo pipefail
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
@@ -103,18 +104,63 @@ part_probe() {
 
 part_codecs() {
   section codecs
-  [ -f bench/gpu/codec_gpu.py ] && python3 bench/gpu/codec_gpu.py --out "$OUT/codecs.json"
+  python3 bench/gpu/codec_gpu.py --out "$OUT/codecs.json" ${CODEC_ARGS:-}
   for codec in none fp8_e4m3 logfmt8 logfmt10; do
     section "compressed alltoall $codec"
     python3 -m bench run alltoall --backend torch-nccl --np "$NGPU" -b 56M -e 56M \
       -d bfloat16 --codec "$codec" -n 20 -w 5 -o "$OUT/a2a-$codec.jsonl" --overwrite
+    python3 - "$OUT/a2a-$codec.jsonl" <<'EOF2'
+import json, sys
+for line in open(sys.argv[1]):
+    extra = json.loads(line).get("extra") or {}
+    if "encode_median_s" in extra:
+        print("phases (median us): " + ", ".join(
+            f"{k[:-9]} {extra[k] * 1e6:.1f}" for k in
+            ("encode_median_s", "transfer_median_s", "decode_median_s")))
+EOF2
   done
 }
 
 part_moe() {
-  section moe
-  [ -f bench/gpu/moe_gpu.py ] && torchrun --nproc-per-node "$NGPU" bench/gpu/moe_gpu.py \
-    --out "$OUT/moe.json"
+  section "moe ($NGPU GPUs)"
+  timeout -k 10 "${MOE_TIMEOUT:-300}" torchrun --nproc-per-node "$NGPU" bench/gpu/moe_gpu.py \
+    --stack-dump-s 60 --out "$OUT/moe-$NGPU.json" ${MOE_ARGS:-} 2>&1 | tee "$OUT/moe-$NGPU.log"
+}
+
+deepep_build() {
+  local src=.device/deepep
+  compgen -G "$src/deep_ep_cpp*.so" >/dev/null && return 0
+  if [ -f .device/deepep-build.tgz ]; then
+    tar -C "$src" -xzf .device/deepep-build.tgz && return 0
+  fi
+  # Intranode kernels only (no NVSHMEM): all that one host's GPUs need.
+  sed -i 's/importlib.util.find_spec("nvidia.nvshmem")/None/' "$src/setup.py"
+  local cccl=/usr/local/cuda/include/cccl
+  ( cd "$src" && CPATH="$cccl${CPATH:+:$CPATH}" NVCC_APPEND_FLAGS="-I$cccl" \
+      TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=32 python3 setup.py build_ext --inplace ) \
+    >"$OUT/deepep-build.log" 2>&1 || { tail -30 "$OUT/deepep-build.log"; return 1; }
+  ( cd "$src" && tar -czf "$OUT/deepep-build.tgz" deep_ep_cpp*.so )
+}
+
+part_deepepbuild() {
+  section "DeepEP build"
+  deepep_build
+}
+
+part_pack() {
+  # $OUT returns at most 8 files: everything but the DeepEP build goes into one archive.
+  ( cd "$OUT" && tar -czf results.tgz --exclude=results.tgz --exclude=deepep-build.tgz ./* &&
+    find . -mindepth 1 ! -name results.tgz ! -name deepep-build.tgz -delete )
+}
+
+part_deepep() {
+  section "DeepEP build"
+  [ -d .device/deepep ] || { echo "no .device/deepep"; return 1; }
+  deepep_build || return 1
+  section "DeepEP intranode test ($NGPU GPUs)"
+  ( cd .device/deepep && PYTHONPATH="$PWD" timeout -k 10 "${DEEPEP_TIMEOUT:-300}" \
+      python3 tests/test_intranode.py --num-processes "$NGPU" ) 2>&1 \
+    | tee "$OUT/deepep-intranode-$NGPU.log"
 }
 
 for part in "$@"; do

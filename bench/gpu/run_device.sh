@@ -2,7 +2,7 @@
 # Check and time epbench on a GPU machine in one call, beside nccl-tests built there.
 #
 #   bash bench/gpu/run_device.sh PART...
-#   PART: env nccltests fixtures core probe codecs moe deepepbuild deepep pack
+#   PART: env nccltests fixtures core transports probe codecs moe deepepbuild deepep pack
 #
 # nccl-tests' source is expected, unpacked, in .device/nccl-tests and DeepEP's (V1, e.g.
 # commit 567632dd) in .device/deepep (neither is part of the repository; a prebuilt DeepEP
@@ -16,7 +16,7 @@ mkdir -p "$OUT"
 NGPU=$(nvidia-smi -L | wc -l)
 MPIRUN=(mpirun --allow-run-as-root --oversubscribe -x NCCL_NVLS_ENABLE -x PYTHONPATH
         -x PYTHONUNBUFFERED -np "$NGPU")
-SIZES=(-b 1K -e 1G -f 2)
+read -r -a SIZES <<<"${SIZES_ARGS:--b 1K -e 1G -f 2}"
 
 section() { echo; echo "=== $* ($(date +%T))"; }
 
@@ -97,6 +97,12 @@ part_core() {
     --out "$OUT/nccl-backend.json" 2>&1 | tail -40
 }
 
+part_transports() {
+  section "NCCL transports (epbench nccl backend, NCCL_DEBUG=INFO)"
+  "${MPIRUN[@]}" -x NCCL_DEBUG=INFO python3 -m bench run alltoall --backend nccl -b 1K -e 4K \
+    -d bfloat16 -n 5 -w 2 2>&1 | grep -E "NCCL version|via|Channel 00|nvls|cuMem" | sort -u | head -20
+}
+
 part_probe() {
   section "host vs device cost per small op"
   "${MPIRUN[@]}" python3 tests/gpu/probe_overhead.py
@@ -123,7 +129,7 @@ EOF2
 
 part_moe() {
   section "moe ($NGPU GPUs)"
-  timeout -k 10 "${MOE_TIMEOUT:-300}" torchrun --nproc-per-node "$NGPU" bench/gpu/moe_gpu.py \
+  timeout -k 10 "${MOE_TIMEOUT:-300}" python3 bench/gpu/moe_gpu.py --gpus "$NGPU" \
     --stack-dump-s 60 --out "$OUT/moe-$NGPU.json" ${MOE_ARGS:-} 2>&1 | tee "$OUT/moe-$NGPU.log"
 }
 
@@ -133,8 +139,7 @@ deepep_build() {
   if [ -f .device/deepep-build.tgz ]; then
     tar -C "$src" -xzf .device/deepep-build.tgz && return 0
   fi
-  # Intranode kernels only (no NVSHMEM): all that one host's GPUs need.
-  sed -i 's/importlib.util.find_spec("nvidia.nvshmem")/None/' "$src/setup.py"
+  # With the image's NVSHMEM (pip nvidia-nvshmem): this DeepEP does not link without it.
   local cccl=/usr/local/cuda/include/cccl
   ( cd "$src" && CPATH="$cccl${CPATH:+:$CPATH}" NVCC_APPEND_FLAGS="-I$cccl" \
       TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=32 python3 setup.py build_ext --inplace ) \

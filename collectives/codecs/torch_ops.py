@@ -143,12 +143,15 @@ def dense_copy(part: torch.Tensor) -> torch.Tensor:
 
 # ---- BF16 -------------------------------------------------------------------------------
 def encode_bf16(x: torch.Tensor, spec: CodecSpec) -> torch.Tensor:
-    return wrap_signed(bf16_bits(x), 16, torch.int16).view(torch.uint8).reshape(-1)
+    """Round to nearest even via torch's own conversion (one pass, memory speed); NaN is
+    rewritten to 0x7FC0 because the conversions differ there (CUDA 0x7FFF, AVX-512 0xFFFF)."""
+    b = x if x.dtype == torch.bfloat16 else x.float().to(torch.bfloat16)
+    bits = torch.where(torch.isnan(b), BF16_NAN, b.contiguous().view(torch.int16))
+    return bits.view(torch.uint8).reshape(-1)
 
 
 def decode_bf16(wire: torch.Tensor, spec: CodecSpec, num_tokens: int, hidden: int):  # type: ignore[no-untyped-def]
-    bits = wire.reshape(-1).view(torch.int16).to(I64) & 0xFFFF
-    return bf16_value(bits).reshape(num_tokens, hidden)
+    return wire.reshape(-1).view(torch.bfloat16).float().reshape(num_tokens, hidden)
 
 
 # ---- FP8 --------------------------------------------------------------------------------

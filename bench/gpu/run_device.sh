@@ -2,7 +2,7 @@
 # Check and time epbench on a GPU machine in one call, beside nccl-tests built there.
 #
 #   bash bench/gpu/run_device.sh PART...
-#   PART: env nccltests fixtures core transports probe codecs moe deepepbuild deepep pack
+#   PART: env nccltests fixtures core transports ncclexp probe codecs moe deepepbuild deepep pack
 #
 # nccl-tests' source is expected, unpacked, in .device/nccl-tests and DeepEP's (V1, e.g.
 # commit 567632dd) in .device/deepep (neither is part of the repository; a prebuilt DeepEP
@@ -38,8 +38,9 @@ print(pathlib.Path(list(m.__path__)[0]))
 EOF
 }
 
-part_nccltests() {
+part_nccltestsbuild() {
   section nccl-tests build
+  [ -x .device/nccl-tests/build/alltoall_perf ] && return 0
   local nccl mpi
   nccl=$(nccl_home)
   mpi=$(dirname "$(dirname "$(command -v mpicc)")")
@@ -50,7 +51,11 @@ part_nccltests() {
   make -C .device/nccl-tests -j16 MPI=1 MPI_HOME="$mpi" NCCL_HOME="$nccl" \
     CUDA_HOME=/usr/local/cuda NVCC_GENCODE="-gencode=arch=compute_90,code=sm_90" \
     >"$OUT/nccltests-build.log" 2>&1 || { tail -30 "$OUT/nccltests-build.log"; return 1; }
-  export LD_LIBRARY_PATH="$nccl/lib:${LD_LIBRARY_PATH:-}"
+}
+
+part_nccltests() {
+  part_nccltestsbuild || return 1
+  export LD_LIBRARY_PATH="$(nccl_home)/lib:${LD_LIBRARY_PATH:-}"
   local b=.device/nccl-tests/build
   for t in all_reduce alltoall; do
     section "nccl-tests $t (loop)"
@@ -101,6 +106,18 @@ part_transports() {
   section "NCCL transports (epbench nccl backend, NCCL_DEBUG=INFO)"
   "${MPIRUN[@]}" -x NCCL_DEBUG=INFO python3 -m bench run alltoall --backend nccl -b 1K -e 4K \
     -d bfloat16 -n 5 -w 2 2>&1 | grep -E "NCCL version|via|Channel 00|nvls|cuMem" | sort -u | head -20
+}
+
+part_ncclexp() {
+  # Which NCCL setting moves the small-size graph time (1 KiB - 64 KiB, bf16)?
+  local setting
+  for setting in "" NCCL_GRAPH_REGISTER=0 NCCL_GRAPH_MIXING_SUPPORT=0 NCCL_PROTO=LL; do
+    for op in allreduce alltoall; do
+      section "epbench $op nccl graph ${setting:-default}"
+      env $setting "${MPIRUN[@]}" ${setting:+-x "${setting%%=*}"} python3 -m bench run "$op" \
+        --backend nccl -b 1K -e 64K -f 4 -d bfloat16 -n 20 -w 5 -G 20 2>&1 | grep -E '^ +[0-9]'
+    done
+  done
 }
 
 part_probe() {

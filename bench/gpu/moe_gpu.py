@@ -144,10 +144,11 @@ class Bench:
         per_call = np.asarray(timer.elapsed_s(), dtype=np.float64) / self.iters
         return float(np.median(self.comm.max_over_ranks(per_call)))
 
-    def both(self, fn: Callable[[], Any]) -> tuple[np.ndarray, float, float]:
+    def both(self, fn: Callable[[], Any], graph: bool = True) -> tuple[np.ndarray, float, float]:
         """Per-iteration samples (synchronized, L2 flushed), DeepEP's back-to-back mean and
-        the CUDA-graph time per call."""
-        return self(fn), self.back_to_back(fn), (self.graph(fn) if self.use_graph else np.nan)
+        the CUDA-graph time per call (not for calls that read results on the host)."""
+        graphed = self.graph(fn) if self.use_graph and graph else np.nan
+        return self(fn), self.back_to_back(fn), graphed
 
 
 T0 = time.monotonic()
@@ -217,7 +218,7 @@ def _dispatch_rows(comm, engine, packed, first, bench, label, wrong, nvl) -> lis
     raw = None
     if engine.setup.algo == "flat":
         raw = bench.both(raw_alltoall(comm, engine.plan.send_rows, handle.recv_rows, row_bytes))
-    full = bench.both(lambda: engine.dispatch(packed))
+    full = bench.both(lambda: engine.dispatch(packed), graph=False)  # reads counts on the host
     cached = bench.both(lambda: engine.dispatch(packed, cached=first))
     nvl_bytes = int(nvl["dispatch"]["deepep_nvl"][comm.rank])
     out = []

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from collectives.backends.base import Comm
+from collectives.moe import kernels
 from collectives.moe.payload import meta_weights, unpack_meta
 
 
@@ -100,7 +100,9 @@ def expert_order(
     slots = meta[:, 2 : 2 + top_k].long()
     mine = (slots >= 0) & (torch.div(slots, slots_per_rank, rounding_mode="floor") == rank)
     key = torch.where(mine, slots % slots_per_rank, slots_per_rank).reshape(-1)
-    _, order = torch.sort(key, stable=True)
+    # a 2-byte sort key: 2 radix passes instead of 8
+    sort_key = key.to(torch.int16) if slots_per_rank < 2**15 else key
+    _, order = torch.sort(sort_key, stable=True)
     weights = meta_weights(meta, top_k).reshape(-1)
     counts: Any = slot_counts
     if slot_counts is not None:
@@ -130,16 +132,23 @@ def gather_rows(rows: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 
 def gather_sum(values: torch.Tensor, gather_idx: torch.Tensor) -> torch.Tensor:
-    """[num_out, hidden] in values' dtype: row i sums values[gather_idx[i, :]], in one
-    pass (embedding_bag: no [num_out, fanout, hidden] intermediate), accumulating bf16 in
-    fp32 and rounding once, as DeepEP's combine does.
+    """[num_out, hidden] float32: row i sums values[gather_idx[i, :]] in fp32 in one pass
+    (no [num_out, fanout, hidden] intermediate), as DeepEP's combine accumulates.
 
-    `values` must end with a zero row; padding entries of gather_idx point at it.
+    `values` (bfloat16 or float32) must end with a zero row; padding entries of gather_idx
+    point at it. On GPUs a Triton kernel (moe/kernels.py), elsewhere embedding_bag.
     """
-    if gather_idx.shape[1] == 1:
-        return gather_rows(values, gather_idx[:, 0])
-    pad = int(values.shape[0]) - 1
-    return F.embedding_bag(gather_idx, values, mode="sum", padding_idx=pad)
+    if gather_idx.shape[1] == 1 and not kernels.use_kernel(values):
+        return gather_rows(values, gather_idx[:, 0]).float()
+    return kernels.gather_sum(values, gather_idx)
+
+
+def decoded_rows(codec: Any, wire_rows: torch.Tensor, num_rows: int, hidden: int) -> torch.Tensor:
+    """Received combine rows as `gather_sum` reads them: BF16 wire rows viewed as bfloat16
+    where the kernel widens them itself (no decode pass), else the codec's float32 decode."""
+    if codec.name == "bf16" and kernels.use_kernel(wire_rows):
+        return wire_rows.contiguous().view(torch.bfloat16).reshape(num_rows, hidden)
+    return codec.decode(wire_rows, num_rows, hidden)
 
 
 def zero_padded(num_rows: int, row_bytes: int, device: torch.device) -> torch.Tensor:
@@ -166,8 +175,7 @@ def reverse_reduce(
     num_back = int(sum(recv_rows))
     back = zero_padded(num_back, int(wire.shape[1]), wire.device)
     alltoallv_rows(comm, back[:num_back], wire, send_rows, recv_rows)
-    values = codec.decode(back, num_back + 1, hidden)
-    return gather_sum(values, gather_idx)
+    return gather_sum(decoded_rows(codec, back, num_back + 1, hidden), gather_idx)
 
 
 @dataclasses.dataclass

@@ -2,7 +2,8 @@
 # Check and time epbench on a GPU machine in one call, beside nccl-tests built there.
 #
 #   bash bench/gpu/run_device.sh PART...
-#   PART: env nccltests fixtures core transports ncclexp probe codecs moe deepepbuild deepep pack
+#   PART: env nccltestsbuild nccltests fixtures core loopnoalign transports ncclexp probe
+#         codecs compressed moe deepepbuild deepep pack
 #
 # nccl-tests' source is expected, unpacked, in .device/nccl-tests and DeepEP's (V1, e.g.
 # commit 567632dd) in .device/deepep (neither is part of the repository; a prebuilt DeepEP
@@ -13,9 +14,10 @@ export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVL
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 OUT=${OUT:-/tmp/epbench-device}
 mkdir -p "$OUT"
-NGPU=$(nvidia-smi -L | wc -l)
+# NGPU ranks, one per GPU (default: every GPU; with CUDA_VISIBLE_DEVICES, those GPUs)
+NGPU=${NGPU:-$(nvidia-smi -L | wc -l)}
 MPIRUN=(mpirun --allow-run-as-root --oversubscribe -x NCCL_NVLS_ENABLE -x PYTHONPATH
-        -x PYTHONUNBUFFERED -np "$NGPU")
+        -x PYTHONUNBUFFERED ${CUDA_VISIBLE_DEVICES:+-x CUDA_VISIBLE_DEVICES} -np "$NGPU")
 read -r -a SIZES <<<"${SIZES_ARGS:--b 1K -e 1G -f 2}"
 
 section() { echo; echo "=== $* ($(date +%T))"; }
@@ -128,6 +130,10 @@ part_probe() {
 part_codecs() {
   section codecs
   python3 bench/gpu/codec_gpu.py --out "$OUT/codecs.json" ${CODEC_ARGS:-}
+  part_compressed
+}
+
+part_compressed() {
   for codec in none fp8_e4m3 logfmt8 logfmt10; do
     section "compressed alltoall $codec"
     python3 -m bench run alltoall --backend torch-nccl --np "$NGPU" -b 56M -e 56M \
@@ -140,7 +146,17 @@ for line in open(sys.argv[1]):
         print("phases (median us): " + ", ".join(
             f"{k[:-9]} {extra[k] * 1e6:.1f}" for k in
             ("encode_median_s", "transfer_median_s", "decode_median_s")))
+        break
 EOF2
+  done
+}
+
+part_loopnoalign() {
+  for op in allreduce alltoall; do
+    section "epbench $op nccl loop, --no-align"
+    "${MPIRUN[@]}" python3 -m bench run "$op" --backend nccl -b 1K -e 64K -f 4 -d bfloat16 \
+      -n 20 -w 5 --no-align -o "$OUT/epbench-$op-nccl-noalign.jsonl" --overwrite 2>&1 \
+      | grep -E '^ +[0-9]'
   done
 }
 

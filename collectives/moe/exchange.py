@@ -132,23 +132,16 @@ def gather_rows(rows: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 
 def gather_sum(values: torch.Tensor, gather_idx: torch.Tensor) -> torch.Tensor:
-    """[num_out, hidden] float32: row i sums values[gather_idx[i, :]] in fp32 in one pass
-    (no [num_out, fanout, hidden] intermediate), as DeepEP's combine accumulates.
+    """[num_out, hidden] in values' dtype: row i sums values[gather_idx[i, :]] in one pass
+    (no [num_out, fanout, hidden] intermediate), accumulating bf16 in fp32 and rounding
+    once, as DeepEP's combine does. On GPUs a Triton kernel (moe/kernels.py), elsewhere
+    embedding_bag.
 
-    `values` (bfloat16 or float32) must end with a zero row; padding entries of gather_idx
-    point at it. On GPUs a Triton kernel (moe/kernels.py), elsewhere embedding_bag.
+    `values` must end with a zero row; padding entries of gather_idx point at it.
     """
     if gather_idx.shape[1] == 1 and not kernels.use_kernel(values):
-        return gather_rows(values, gather_idx[:, 0]).float()
+        return gather_rows(values, gather_idx[:, 0])
     return kernels.gather_sum(values, gather_idx)
-
-
-def decoded_rows(codec: Any, wire_rows: torch.Tensor, num_rows: int, hidden: int) -> torch.Tensor:
-    """Received combine rows as `gather_sum` reads them: BF16 wire rows viewed as bfloat16
-    where the kernel widens them itself (no decode pass), else the codec's float32 decode."""
-    if codec.name == "bf16" and kernels.use_kernel(wire_rows):
-        return wire_rows.contiguous().view(torch.bfloat16).reshape(num_rows, hidden)
-    return codec.decode(wire_rows, num_rows, hidden)
 
 
 def zero_padded(num_rows: int, row_bytes: int, device: torch.device) -> torch.Tensor:
@@ -175,7 +168,8 @@ def reverse_reduce(
     num_back = int(sum(recv_rows))
     back = zero_padded(num_back, int(wire.shape[1]), wire.device)
     alltoallv_rows(comm, back[:num_back], wire, send_rows, recv_rows)
-    return gather_sum(decoded_rows(codec, back, num_back + 1, hidden), gather_idx)
+    values = codec.decode(back, num_back + 1, hidden)
+    return gather_sum(values, gather_idx)
 
 
 @dataclasses.dataclass

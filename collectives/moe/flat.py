@@ -23,7 +23,6 @@ from collectives.moe.exchange import (
     DispatchResult,
     all_to_all,
     alltoallv_rows,
-    decoded_rows,
     exchange_counts,
     expert_order,
     gather_rows,
@@ -177,7 +176,7 @@ def combine(
     if handle.recv_rows is None:
         back = zero_padded(int(wire.shape[0]), int(wire.shape[1]), wire.device)
         all_to_all(comm, back[:-1].reshape(-1), wire.reshape(-1))
-        values = decoded_rows(codec, back, int(back.shape[0]), hidden)
+        values = codec.decode(back, int(back.shape[0]), hidden)
         return gather_sum(values, plan.ll_gather_idx)
     return reverse_reduce(
         comm,

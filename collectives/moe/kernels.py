@@ -3,9 +3,9 @@
 `gather_sum`: out[i] = sum over j of values[index[i, j]] in fp32, the last step of every
 combine (each token's partial outputs from the ranks it reached, summed in its original
 order). torch's `embedding_bag` does this at about a quarter of the H200's memory bandwidth
-and needs float32 input, i.e. a separate decode pass over BF16 rows; the Triton kernel
-below reads BF16 or float32 rows directly, skips padding entries without touching memory,
-and writes float32 once: one read of the rows it needs and one write of the output.
+on BF16 rows; the Triton kernel below reads BF16 or float32 rows, accumulates in fp32,
+skips padding entries without touching memory and rounds once to the rows' dtype: one
+read of the rows it needs and one write of the output.
 
 Triton is used on CUDA tensors when it imports; CPU tensors (and CUDA without Triton) take
 the `embedding_bag` path. With TRITON_INTERPRET=1 the kernel also runs on CPU tensors, which
@@ -50,21 +50,22 @@ if triton is not None:
             row = tl.load(index_ptr + token * FANOUT + j)
             use = inside & (row != PAD)
             acc += tl.load(values_ptr + row * H + cols, mask=use, other=0.0).to(tl.float32)
-        tl.store(out_ptr + token * H + cols, acc, mask=inside)
+        tl.store(out_ptr + token * H + cols, acc.to(out_ptr.dtype.element_ty), mask=inside)
 
 
 def gather_sum(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """[num_out, hidden] float32: row i sums values[index[i, :]] (fp32 accumulation).
+    """[num_out, hidden] in values' dtype: row i sums values[index[i, :]], accumulated in
+    fp32 and rounded once.
 
     `values` ([rows, hidden], bfloat16 or float32) must end with a zero row; padding
     entries of `index` ([num_out, fanout] int64) point at it and are skipped.
     """
     pad = int(values.shape[0]) - 1
     if not use_kernel(values):
-        return F.embedding_bag(index, values.float(), mode="sum", padding_idx=pad)
+        return F.embedding_bag(index, values, mode="sum", padding_idx=pad)
     num_out, fanout = (int(n) for n in index.shape)
     hidden = int(values.shape[1])
-    out = torch.empty((num_out, hidden), dtype=torch.float32, device=values.device)
+    out = torch.empty((num_out, hidden), dtype=values.dtype, device=values.device)
     if num_out == 0 or hidden == 0:
         return out
     grid = (num_out, triton.cdiv(hidden, BLOCK_COLS))

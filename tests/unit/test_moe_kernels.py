@@ -1,5 +1,5 @@
-"""The combine's gather-sum kernel (Triton, run by its CPU interpreter) against the
-embedding_bag path, on BF16 and float32 rows with padding, several fanouts and widths."""
+"""The combine's gather-sum kernel (Triton, run by its CPU interpreter) against the exact
+fp32 sum rounded once, on BF16 and float32 rows with padding, several fanouts and widths."""
 
 from __future__ import annotations
 
@@ -30,8 +30,11 @@ SCRIPT = textwrap.dedent(
             index = torch.randint(0, rows, (out_rows, fanout), generator=gen)
             index[0, -1] = rows - 1  # padding entries point at the zero row
             got = kernels.gather_sum(values, index)
-            want = F.embedding_bag(index, values.float(), mode="sum", padding_idx=rows - 1)
-            assert got.dtype == torch.float32 and got.shape == (out_rows, hidden)
+            # the exact fp32 sum, rounded once to the rows' dtype
+            exact = F.embedding_bag(index, values.float(), mode="sum", padding_idx=rows - 1)
+            want = exact.to(dtype).float()
+            assert got.dtype == dtype and got.shape == (out_rows, hidden)
+            got = got.float()
             assert torch.equal(got, want), (dtype, rows, fanout, hidden)
             cases += 1
     print("cases", cases)

@@ -41,7 +41,7 @@ if triton is not None:
 
     @triton.jit
     def _gather_sum(values_ptr, index_ptr, out_ptr, H, PAD, FANOUT: tl.constexpr,  # type: ignore[no-untyped-def]
-                    BLOCK: tl.constexpr):  # fmt: skip
+                    BLOCK: tl.constexpr, OUT_BF16: tl.constexpr):  # fmt: skip
         token = tl.program_id(0).to(tl.int64)
         cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
         inside = cols < H
@@ -50,7 +50,15 @@ if triton is not None:
             row = tl.load(index_ptr + token * FANOUT + j)
             use = inside & (row != PAD)
             acc += tl.load(values_ptr + row * H + cols, mask=use, other=0.0).to(tl.float32)
-        tl.store(out_ptr + token * H + cols, acc.to(out_ptr.dtype.element_ty), mask=inside)
+        if OUT_BF16:
+            # round to nearest even by bits: the same on GPUs and in Triton's interpreter
+            # (whose float32 -> bfloat16 cast truncates)
+            bits = acc.to(tl.int32, bitcast=True)
+            bits = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+            tl.store(out_ptr + token * H + cols, bits.to(tl.int16).to(tl.bfloat16, bitcast=True),
+                     mask=inside)  # fmt: skip
+        else:
+            tl.store(out_ptr + token * H + cols, acc, mask=inside)
 
 
 def gather_sum(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -65,10 +73,13 @@ def gather_sum(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         return F.embedding_bag(index, values, mode="sum", padding_idx=pad)
     num_out, fanout = (int(n) for n in index.shape)
     hidden = int(values.shape[1])
+    if values.dtype not in (torch.bfloat16, torch.float32):
+        raise ValueError(f"gather_sum sums bfloat16 or float32 rows, not {values.dtype}")
     out = torch.empty((num_out, hidden), dtype=values.dtype, device=values.device)
     if num_out == 0 or hidden == 0:
         return out
     grid = (num_out, triton.cdiv(hidden, BLOCK_COLS))
     _gather_sum[grid](values.contiguous(), index.contiguous(), out, hidden, pad,
-                      FANOUT=fanout, BLOCK=BLOCK_COLS)  # fmt: skip
+                      FANOUT=fanout, BLOCK=BLOCK_COLS,
+                      OUT_BF16=values.dtype == torch.bfloat16)  # fmt: skip
     return out

@@ -18,7 +18,7 @@ import pandas as pd
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 
-from results.loader import load_all  # noqa: E402
+from results.loader import load_all
 
 OPS = {"allreduce": "all_reduce", "alltoall": "alltoall"}
 

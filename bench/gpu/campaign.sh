@@ -2,9 +2,10 @@
 # Every GPU check and benchmark of epbench in one call on a 4-GPU host (nvidia-h200-x4):
 # 2-GPU runs on GPUs 0-1 (all pairs there are NVLink NV18, as on nvidia-h200-x2), codecs on
 # GPU 3 at the same time, then the 4-GPU MoE runs. Needs .device/nccl-tests and
-# .device/deepep (see run_device.sh); writes $OUT/results.tgz.
+# .device/deepep (see run_device.sh). Then `run_device.sh pack` puts everything in
+# $OUT/results.tgz (also after a timeout):
 #
-#   OUT=/tmp/out bash bench/gpu/campaign.sh
+#   timeout 560 bash bench/gpu/campaign.sh; bash bench/gpu/run_device.sh pack
 set -uo pipefail
 B=bench/gpu/run_device.sh
 export OUT=${OUT:-/tmp/epbench-device}
@@ -28,7 +29,7 @@ DEEPEP_TIMEOUT=120 bash $B deepep
 wait $codecs; cat "$OUT/codecs.txt"
 
 phase "2: nccl backend vs nccl-tests, compressed alltoall (GPUs 0-1)"
-CORE_BACKENDS=nccl timeout 200 bash $B nccltests core
+SIZES_ARGS="-b 1K -e 1G -f 4" CORE_BACKENDS=nccl timeout 200 bash $B nccltests core
 timeout 60 bash $B loopnoalign
 timeout 90 bash $B compressed
 
@@ -36,4 +37,4 @@ phase "3: 4 GPUs: MoE and DeepEP"
 export CUDA_VISIBLE_DEVICES=0,1,2,3 NGPU=4
 MOE_TIMEOUT=150 MOE_ARGS="--skip overlap" bash $B moe
 DEEPEP_TIMEOUT=110 bash $B deepep
-bash $B pack
+phase "done"

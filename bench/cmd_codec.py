@@ -57,6 +57,12 @@ def register(sub: Any) -> None:
         "codec", help="payload codec accuracy and throughput", description=__doc__.splitlines()[0]
     )
     inner = p.add_subparsers(dest="codec_command", metavar="{accuracy,bench}")
+    _add_accuracy(inner)
+    _add_bench(inner)
+    p.set_defaults(func=lambda args: _missing_subcommand(p))
+
+
+def _add_accuracy(inner: Any) -> None:
     acc = inner.add_parser("accuracy", help="error each codec adds, per input distribution")
     acc.add_argument("--codecs", type=_csv(str), default=list(ACCURACY_CODECS))
     acc.add_argument(
@@ -79,6 +85,9 @@ def register(sub: Any) -> None:
     acc.add_argument("--impl", choices=codecs.IMPLS, default="numpy")
     _output_args(acc)
     acc.set_defaults(func=accuracy_command)
+
+
+def _add_bench(inner: Any) -> None:
     be = inner.add_parser("bench", help="encode / decode throughput")
     be.add_argument("--codecs", type=_csv(str), default=list(BENCH_CODECS))
     be.add_argument("--tokens", type=_csv(int), default=list(BENCH_TOKENS))
@@ -102,7 +111,6 @@ def register(sub: Any) -> None:
     )
     _output_args(be)
     be.set_defaults(func=bench_command)
-    p.set_defaults(func=lambda args: _missing_subcommand(p))
 
 
 def _output_args(p: argparse.ArgumentParser) -> None:

@@ -8,15 +8,15 @@ with counts in bytes, so every backend (gloo, NCCL, MPI) moves the rows unchange
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from collectives.backends.base import Comm
 from collectives.moe import kernels
-from collectives.moe.payload import meta_weights, unpack_meta
+from collectives.moe.payload import Codec, meta_weights, unpack_meta
 
 
 def all_to_all(
@@ -58,6 +58,29 @@ def alltoallv_rows(
         [int(n) * row_bytes for n in send_rows],
         [int(n) * row_bytes for n in recv_rows],
     )
+
+
+def index_tensor(array: np.ndarray, device: Any) -> torch.Tensor:
+    """An int64 index tensor on `device` from a host array (plans are built once)."""
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.int64)).to(device)
+
+
+def counts_and_first_hop(
+    cached: DispatchResult | None,
+    exchange: Callable[[], torch.Tensor],
+    packed: torch.Tensor,
+    send_idx: torch.Tensor,
+) -> tuple[np.ndarray, torch.Tensor]:
+    """(host int64 counts, first-hop send rows) of a normal-mode dispatch.
+
+    The counts are `cached`'s when given, else `exchange()`'s; the gather of the send rows
+    is queued before the host waits for the counts (the dispatch's one host sync).
+    """
+    if cached is not None:
+        return cached.handle.counts, gather_rows(packed, send_idx)
+    got = exchange()
+    send = gather_rows(packed, send_idx)
+    return got.cpu().numpy().astype(np.int64), send
 
 
 def exchange_counts(comm: Comm, message: torch.Tensor) -> torch.Tensor:
@@ -117,6 +140,36 @@ def expert_order(
     return ExpertOrder(pair_row=pair_row, pair_weight=pair_weight, slot_counts=counts)
 
 
+class SlotOwner(Protocol):
+    """What grouping received rows needs to know of a plan (flat or hierarchical)."""
+
+    rank: int
+    top_k: int
+    slots_per_rank: int
+
+
+def grouped(
+    rows: torch.Tensor,
+    plan: SlotOwner,
+    payload_bytes: int,
+    slot_counts: np.ndarray | None,
+    handle: Any,
+) -> DispatchResult:
+    """The dispatch result of received `rows`: grouped by `plan.rank`'s slots
+    (expert_order), with the algorithm's `handle` for combine."""
+    order = expert_order(
+        rows,
+        payload_bytes=payload_bytes,
+        top_k=plan.top_k,
+        rank=plan.rank,
+        slots_per_rank=plan.slots_per_rank,
+        slot_counts=slot_counts,
+    )
+    return DispatchResult(
+        rows=rows, payload_bytes=payload_bytes, top_k=plan.top_k, order=order, handle=handle
+    )
+
+
 def gather_rows(rows: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """rows[index] for a 2-D tensor, copied as the widest integer words that tile a row
     (a uint8 or bf16 row gathered byte by byte would be several times slower on GPUs)."""
@@ -158,7 +211,7 @@ def reverse_reduce(
     send_rows: Sequence[int],
     recv_rows: Sequence[int],
     gather_idx: torch.Tensor,
-    codec: Any,
+    codec: Codec,
     hidden: int,
 ) -> torch.Tensor:
     """Send encoded rows back along a dispatch hop and sum the copies of each token.

@@ -9,6 +9,8 @@
 #   export SLURM_CONF=DIR/slurm.conf   # then sbatch, srun, squeue, sinfo talk to it
 #
 # slurmctld listens on BASE_PORT (default 17000); node K's slurmd on BASE_PORT+K.
+# Where the system allows it (root), each slurmd runs in its own UTS namespace with host
+# name nK, so ranks on different nodes see different host names as on a real cluster.
 # Each node declares CPUS_PER_NODE CPUs (default 2) whatever the host has, so nodes share
 # the host's cores. Exits non-zero, naming the log to read, if the nodes do not come up.
 set -euo pipefail
@@ -72,6 +74,12 @@ wait_idle() {
   return 1
 }
 
+# Whether each slurmd can get its own UTS namespace (needs root or CAP_SYS_ADMIN);
+# LOCAL_CLUSTER_SHARED_HOSTNAME=1 keeps every node on this host's name.
+own_hostnames() {
+  [[ ${LOCAL_CLUSTER_SHARED_HOSTNAME:-0} != 1 ]] && unshare --uts true 2>/dev/null
+}
+
 start() {
   local dir num_nodes=${2:-2} base_port=${3:-17000} cpus=${4:-2} k
   command -v slurmctld >/dev/null 2>&1 || {
@@ -85,7 +93,13 @@ start() {
   write_conf "$dir" "$num_nodes" "$base_port" "$cpus"
   slurmctld -i -f "${dir}/slurm.conf"
   for ((k = 1; k <= num_nodes; k++)); do
-    slurmd -N "n${k}" -f "${dir}/slurm.conf"
+    if own_hostnames; then # node K's tasks see host name nK, as on separate machines
+      # shellcheck disable=SC2016 # $1 and $2 expand in the inner shell
+      unshare --uts sh -c 'hostname "$1" && exec slurmd -N "$1" -f "$2"' sh "n${k}" \
+        "${dir}/slurm.conf"
+    else
+      slurmd -N "n${k}" -f "${dir}/slurm.conf"
+    fi
   done
   wait_idle "$dir" "$num_nodes"
 }

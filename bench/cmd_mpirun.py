@@ -73,17 +73,10 @@ def layout(
         )
     rmap = make_rank_map(cluster, rank_map, num_nodes * gpus_per_node)
     places = list(zip(rmap.node.tolist(), rmap.local_rank.tolist(), strict=True))
-    orders: dict[int, list[int]] = {}
-    for rank, (node, _) in sorted(enumerate(places), key=lambda item: item[1]):
-        orders.setdefault(node, []).append(int(rmap.gpu[rank]))
-    envs = []
-    for rank, (node, _) in enumerate(places):
-        env = emit.rank_env(cluster, rmap, rank) if known else {}
-        order = orders[node] + [g for g in range(gpus_per_node) if g not in orders[node]]
-        env.pop("CUDA_VISIBLE_DEVICES", None)
-        if order != list(range(gpus_per_node)):
-            env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, order))
-        envs.append(env)
+    envs = [
+        emit.rank_env(cluster, rmap, rank) if known else emit.device_env(rmap, rank, gpus_per_node)
+        for rank in range(rmap.world)
+    ]
     return Layout(places=places, envs=envs)
 
 

@@ -94,10 +94,22 @@ class Session:
         self.timeout_s = timeout_s
         self.writer: ResultWriter | None = None
         self.dog = Watchdog(timeout_s, self.detected.rank, on_fire=self._on_timeout)
+        self.comm: Comm = self._start()
+        try:
+            with self.dog.guard("gathering the node layout"):
+                self.nodes = self._place(gpus_per_node)
+        except UsageError:
+            self.dog.close()
+            with contextlib.suppress(Exception):
+                self.comm.close()
+            raise
+
+    def _start(self) -> Comm:
+        """The backend's communicator; a UsageError (watchdog closed) when it cannot start."""
         try:
             # start-up imports libraries and waits for late ranks: allow it more time
-            with self.dog.guard(f"starting backend {backend}", max(timeout_s, 120.0)):
-                self.comm: Comm = backends.create(backend, self.launch)
+            with self.dog.guard(f"starting backend {self.backend}", max(self.timeout_s, 120.0)):
+                return backends.create(self.backend, self.launch)
         except BackendUnavailable as exc:
             self.dog.close()
             raise UsageError(str(exc), exit_code=3) from None
@@ -107,14 +119,6 @@ class Session:
         except ValueError as exc:  # a backend option the user gave that it cannot take
             self.dog.close()
             raise UsageError(str(exc)) from None
-        try:
-            with self.dog.guard("gathering the node layout"):
-                self.nodes = self._place(gpus_per_node)
-        except UsageError:
-            self.dog.close()
-            with contextlib.suppress(Exception):
-                self.comm.close()
-            raise
 
     def _place(self, gpus_per_node: int | None) -> NodeMap:
         """The real rank -> node map, applied to the communicator (fake: ranks in blocks)."""
@@ -157,7 +161,7 @@ class Session:
     def rank_map(self, rank_facts: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
         """The rank -> node map as run: node and local rank (virtual under
         --gpus-per-node), plus each rank's host when the facts are given."""
-        rows = self.nodes.records()
+        rows: list[dict[str, Any]] = [dict(row) for row in self.nodes.records()]
         for row, facts in zip(rows, rank_facts or [], strict=False):
             row["host"] = facts.get("hostname")
         return rows

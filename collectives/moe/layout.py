@@ -75,11 +75,12 @@ class Geometry:
         grid[self.node_array, self.local_array] = np.arange(self.world)
         return grid
 
-    def node_of(self, rank: np.ndarray | int) -> np.ndarray | int:
-        """Node of `rank` (an int or an array of ranks; -1 stays -1)."""
-        if isinstance(rank, (int, np.integer)):
-            return int(self.node_array[rank])
-        ranks = np.asarray(rank)
+    def node_of(self, rank: int) -> int:
+        """Node of `rank`."""
+        return int(self.node_array[rank])
+
+    def nodes_of(self, ranks: np.ndarray) -> np.ndarray:
+        """Node of each rank in `ranks` (-1 stays -1: an unused pair)."""
         return np.where(ranks >= 0, self.node_array[np.maximum(ranks, 0)], -1)
 
 
@@ -138,7 +139,7 @@ class RankLayout:
     @property
     def is_token_in_node(self) -> np.ndarray:
         """[num_tokens, num_nodes] bool: the token goes to some rank of that node."""
-        return _membership(self.geometry.node_of(self.dst_rank), self.geometry.num_nodes)
+        return _membership(self.geometry.nodes_of(self.dst_rank), self.geometry.num_nodes)
 
     @property
     def num_tokens_per_rank(self) -> np.ndarray:

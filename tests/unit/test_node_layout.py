@@ -108,7 +108,7 @@ def _geometry(nodes: nodemap.NodeMap) -> Geometry:
 
 def test_moe_geometry_uses_the_map() -> None:
     geo = _geometry(CYCLIC)
-    assert geo.node_of(1) == 1 and geo.node_of(np.array([3, -1, 2])).tolist() == [1, -1, 0]
+    assert geo.node_of(1) == 1 and geo.nodes_of(np.array([3, -1, 2])).tolist() == [1, -1, 0]
     assert geo.rank_grid.tolist() == [[0, 2], [1, 3]]
     # a token for rank 1 (slots 2-3) and rank 2 (slots 4-5): nodes 1 and 0
     lay = RankLayout(geometry=geo, topk_slot=np.array([[2, 4]]))

@@ -175,8 +175,11 @@ def launch_info(
     device: str = "auto",
     options: Mapping[str, object] | None = None,
     default_port: int = 29500,
+    rendezvous: bool = True,
 ) -> LaunchInfo:
     """Turn detected facts plus `--gpus-per-node` into the LaunchInfo a backend needs.
+    `rendezvous`: the backend meets at MASTER_ADDR (all but `mpi`), so ranks on several
+    hosts need it set.
 
     Its node fields assume ranks in blocks of `gpus_per_node` (or of the launcher's ranks
     per host); `place_comm` replaces them with the real layout once the communicator exists.
@@ -191,7 +194,7 @@ def launch_info(
         ) from None
     addr = found.master_addr
     if addr is None:
-        if found.host_local_world != found.world:
+        if rendezvous and found.host_local_world != found.world:
             raise UsageError(
                 f"ranks span several hosts under {found.launcher} but MASTER_ADDR is not set; "
                 "export MASTER_ADDR (and MASTER_PORT) to the first host"

@@ -89,6 +89,7 @@ class Session:
             gpus_per_node=gpus_per_node,
             timeout_s=timeout_s * 1.5 + 5,
             options=options,
+            rendezvous=backend != "mpi",  # MPI starts from its own launcher's wire-up
         )
         self.backend = backend
         self.timeout_s = timeout_s

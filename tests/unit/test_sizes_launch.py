@@ -96,3 +96,13 @@ def test_virtual_nodes_before_the_layout_is_known() -> None:
     assert (info.node, info.local_rank, info.num_nodes, info.host_local_rank) == (1, 1, 2, 5)
     with pytest.raises(UsageError, match="does not divide"):
         launch_info(found, gpus_per_node=3, timeout_s=5)
+
+
+def test_master_addr_is_needed_only_for_a_rendezvous() -> None:
+    # rank 3 of 4 under Hydra, two ranks on this host: the ranks span hosts
+    env = {"PMI_RANK": "3", "PMI_SIZE": "4", "MPI_LOCALRANKID": "1", "MPI_LOCALNRANKS": "2"}
+    found = detect(env)
+    with pytest.raises(UsageError, match="MASTER_ADDR is not set"):
+        launch_info(found, gpus_per_node=None, timeout_s=5)
+    info = launch_info(found, gpus_per_node=None, timeout_s=5, rendezvous=False)
+    assert (info.rank, info.world, info.host_local_rank) == (3, 4, 1)

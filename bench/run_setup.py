@@ -58,7 +58,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
         "--cudagraph",
         type=int,
         default=0,
-        help="capture N ops per CUDA graph and time replays (0: off)",
+        help="CUDA-graph mode as nccl-tests: capture -n ops in a graph, launch it N times "
+        "per sample (0: off)",
     )
     g.add_argument(
         "-z", "--blocking", type=_bool01, default=False, help="synchronize after every op (0/1)"
@@ -71,6 +72,13 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
         help="seconds any one collective may take before every rank exits",
     )
     g.add_argument("--blocks", type=int, default=5, help="loop/graph blocks (samples) per size")
+    g.add_argument(
+        "--no-align",
+        dest="align",
+        action="store_false",
+        help="skip the untimed op that lines ranks up on the GPU before each loop/graph block "
+        "(nccl-tests has none)",
+    )
     g.add_argument("--seed", type=int, default=0, help="seed of inputs and generators")
     lg = p.add_argument_group("launch")
     lg.add_argument("--backend", default="auto", help=f"auto, {', '.join(BACKENDS)}")
@@ -145,6 +153,7 @@ def resolve_timing(args: argparse.Namespace) -> Timing:
             check=args.check,
             num_blocks=args.blocks,
             graph_iters=args.cudagraph,
+            align=args.align,
             blocking=args.blocking,
             aggregation=agg,
         )

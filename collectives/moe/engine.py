@@ -252,9 +252,11 @@ class MoEEngine:
     def combine(self, result: DispatchResult, rows_out: torch.Tensor) -> torch.Tensor:
         """The timed combine: [num_tokens, hidden] weighted sums in the original order
         (bf16 for a bf16 combine codec, else float32)."""
-        module = hierarchical if self.setup.algo == "hierarchical" else flat
+        args = (self.comm, self.plan, result, rows_out, self.codec_combine)
         with self.on_comm_stream():
-            return module.combine(self.comm, self.plan, result, rows_out, self.codec_combine)
+            if self.setup.algo == "hierarchical":
+                return hierarchical.combine(*args)
+            return flat.combine(*args)
 
     def expert_inputs(self, result: DispatchResult) -> torch.Tensor:
         """[num_pairs, hidden] decoded tokens of every pair, slot-major (expert input)."""

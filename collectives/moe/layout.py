@@ -143,11 +143,13 @@ class RankLayout:
 
     @property
     def num_tokens_per_rank(self) -> np.ndarray:
-        return self.is_token_in_rank.sum(axis=0).astype(np.int64)
+        counts: np.ndarray = self.is_token_in_rank.sum(axis=0).astype(np.int64)
+        return counts
 
     @property
     def num_tokens_per_node(self) -> np.ndarray:
-        return self.is_token_in_node.sum(axis=0).astype(np.int64)
+        counts: np.ndarray = self.is_token_in_node.sum(axis=0).astype(np.int64)
+        return counts
 
     @property
     def num_pairs_per_slot(self) -> np.ndarray:

@@ -41,6 +41,10 @@ class HierPlan:
     rank: int
     local_world: int
     node: int
+    rank_node: torch.Tensor
+    """[world] node of each rank (the launch's map)."""
+    rank_local: torch.Tensor
+    """[world] local rank of each rank on its node."""
     slots_per_rank: int
     top_k: int
     inter: Comm
@@ -67,7 +71,9 @@ def build_plan(
     return HierPlan(
         rank=rank,
         local_world=geo.local_world,
-        node=rank // geo.local_world,
+        node=geo.node_of(rank),
+        rank_node=index_tensor(geo.node_array, device),
+        rank_local=index_tensor(geo.local_array, device),
         slots_per_rank=geo.slots_per_rank,
         top_k=top_k,
         inter=inter,
@@ -113,9 +119,9 @@ def _forward_order(
     """Stage-2 send order: (stage-1 row, local destination) pairs grouped by destination."""
     lw, num_rows = plan.local_world, int(recv1.shape[0])
     slots = unpack_meta(recv1, payload_bytes, plan.top_k)[:, 2 : 2 + plan.top_k].long()
-    dst = torch.div(slots, plan.slots_per_rank, rounding_mode="floor")
-    here = (slots >= 0) & (torch.div(dst, lw, rounding_mode="floor") == plan.node)
-    local = torch.where(here, dst % lw, lw)
+    dst = torch.div(slots, plan.slots_per_rank, rounding_mode="floor").clamp_(min=0)
+    here = (slots >= 0) & (plan.rank_node[dst] == plan.node)
+    local = torch.where(here, plan.rank_local[dst], lw)
     mask = torch.zeros((num_rows, lw + 1), dtype=torch.bool, device=recv1.device)
     mask.scatter_(1, local, True)
     flat = (~mask[:, :lw]).T.reshape(-1).to(torch.uint8)

@@ -65,12 +65,11 @@ class Placement:
         bounds = np.searchsorted(slot_expert[order], np.arange(self.num_experts + 1))
         return [order[bounds[e] : bounds[e + 1]] for e in range(self.num_experts)]
 
-    def expert_node(self, local_world: int) -> np.ndarray:
-        """[num_experts] node of each expert's first replica (groups for node-limited top-k)."""
-        return np.array(
-            [slots[0] // self.slots_per_rank // local_world for slots in self.replicas()],
-            dtype=np.int64,
-        )
+    def expert_node(self, rank_node: np.ndarray) -> np.ndarray:
+        """[num_experts] node of each expert's first replica (groups for node-limited top-k);
+        `rank_node[r]` is the node of rank r as launched."""
+        first = np.array([slots[0] for slots in self.replicas()], dtype=np.int64)
+        return np.asarray(rank_node, dtype=np.int64)[first // self.slots_per_rank]
 
 
 def contiguous(num_experts: int, world: int) -> Placement:

@@ -17,19 +17,25 @@ as float32 words when every wire row is a multiple of 4 bytes, else byte by byte
 LogFMT-8/16 codes move as plain 8/16-bit vectors, other LogFMT widths as 32/16/8-bit pieces
 of each 8-code group.
 
-What limits each kernel on an H200 (4.8 TB/s HBM3e, ~3.2 TB/s reached by a copy; 132 SMs;
-per SM and clock: 128 FP32, 64 INT32, 64 FP64 (34 TFLOP/s) and 16 conversion lanes):
-- FP8 encode moves 3.03 B/element (bf16 in) and spends ~35 FP32/INT instructions on it,
-  a correctly rounded division included; both limits sit near 30 us at 4096 x 7168, so it
-  is memory-bound only with enough bytes in flight per SM (BT * STEPS large enough).
-- FP8 decode moves 5.03 B/element (float32 out) with ~15 integer/FP32 instructions: memory.
-- LogFMT encode costs one float64 ln per element (a float64 division, a 7-term polynomial:
-  ~40 FP64 instructions) and ~3.1 B: the FP64 pipe (~70 us at 4096 x 7168, ~0.4 of copy),
-  plus the per-tile ln/exp that every thread sharing a tile-row repeats (~8 elements per
-  thread per tile-row with bf16 input: a larger share of the FP64 work the smaller that is).
-- LogFMT decode costs one float64 exp per element (11-term polynomial, ~30 FP64
-  instructions and one float64 -> float32 conversion) for 5.1-5.3 B: FP64 and memory
-  about even.
+What limits each kernel on an H200 (HBM3e: a device copy reaches ~3.2 TB/s read + written;
+132 SMs; per SM and clock: 4 warp-instructions issued, 128 FP32, 64 INT32, 64 FP64 lanes
+(34 TFLOP/s), 16 conversion lanes). Instruction counts per element below are from the sm_90
+SASS of the default launch shapes (compiled without a GPU); times for 4096 x 7168 bf16:
+- FP8 encode: 3.03 B/element moved (28 us at copy speed) against ~42 instructions, a
+  correctly rounded float32 division included (~37 us of issue): issue and memory about
+  even, so it needs many bytes in flight per SM (BT * 128 * 2 B per program, ~90
+  registers). Expect ~0.6 of copy.
+- FP8 decode: 5.03 B/element (47 us) against ~30 instructions (26 us): memory-bound.
+- LogFMT encode: one float64 ln per element (a correctly rounded float64 division, whose
+  slow-path branch also serialises the elements of a thread, and a 7-term polynomial:
+  ~38 FP64 of ~90 instructions) for ~3.1 B: issue-bound, ~80 us, about 0.35 of copy at
+  best. The per-tile ln/exp/divisions (~150 FP64 instructions) are repeated by every thread
+  holding part of a tile-row, so the kernel first reduces whole tile-rows and then codes
+  them in a rolled loop over `groups`-sized chunks: each thread then shares one per-tile
+  evaluation among 64 elements with ~80 registers (24 warps per SM).
+- LogFMT decode: one float64 exp per element (11-term polynomial, ~33 FP64 of ~70
+  instructions, one float64 -> float32 conversion) for 5.1-5.3 B: FP64/issue and memory
+  about even (~60 us), ~0.6 of copy.
 """
 
 from __future__ import annotations
@@ -70,35 +76,45 @@ class KernelConfig:
     """Warps per program."""
     num_stages: int = 1
     """Software-pipelining depth Triton may use for the block loop."""
+    groups: int = 16
+    """LogFMT encode: 8-code groups per inner step (16: a whole tile at once; fewer bound
+    the registers so that more tile-rows share one thread's per-tile work)."""
 
     def __post_init__(self) -> None:
         bt = self.block_tiles
-        if bt < 1 or bt & (bt - 1) or self.steps < 1 or self.num_warps not in (1, 2, 4, 8, 16):
+        bad = bt < 1 or bt & (bt - 1) or self.steps < 1 or self.groups not in (1, 2, 4, 8, 16)
+        if bad or self.num_warps not in (1, 2, 4, 8, 16):
             raise ValueError(f"bad kernel config {self}: block_tiles a power of two, steps >= 1, "
-                             "num_warps in 1, 2, 4, 8, 16")  # fmt: skip
+                             "num_warps and groups in 1, 2, 4, 8, 16")  # fmt: skip
 
     @property
     def label(self) -> str:
-        return f"bt{self.block_tiles}s{self.steps}w{self.num_warps}p{self.num_stages}"
+        label = f"bt{self.block_tiles}s{self.steps}w{self.num_warps}p{self.num_stages}"
+        return label + (f"g{self.groups}" if self.groups != 16 else "")
 
 
-# Reasoned defaults (bench/gpu/codec_tune.py measures the alternatives): FP8 moves the most
-# bytes per instruction, so it takes the largest blocks (16-32 KB in flight per program);
-# the FP64-bound LogFMT kernels keep ~8-16 elements per thread to bound register use.
+# Reasoned defaults (bench/gpu/codec_tune.py measures the alternatives); sm_90 SASS of each
+# was inspected for registers and instructions per element (module docstring).
 DEFAULT_CONFIGS: dict[tuple[str, str], KernelConfig] = {
-    ("fp8", "encode"): KernelConfig(block_tiles=32, steps=1, num_warps=4),
-    ("fp8", "decode"): KernelConfig(block_tiles=32, steps=1, num_warps=4),
-    ("logfmt", "encode"): KernelConfig(block_tiles=16, steps=1, num_warps=4),
-    ("logfmt", "decode"): KernelConfig(block_tiles=16, steps=1, num_warps=4),
+    ("fp8", "encode"): KernelConfig(block_tiles=32, num_warps=4),
+    ("fp8", "decode"): KernelConfig(block_tiles=32, num_warps=4),
+    ("logfmt", "encode"): KernelConfig(block_tiles=64, num_warps=4, groups=2),
+    ("logfmt", "decode"): KernelConfig(block_tiles=16, num_warps=4),
 }
 
 
 def sweep_configs(kind: str, op: str) -> tuple[KernelConfig, ...]:
-    """The launch shapes bench/gpu/codec_tune.py tries for `kind` ('fp8'/'logfmt'), `op`."""
-    blocks = (8, 16, 32, 64) if kind == "fp8" else (4, 8, 16, 32)
-    out = [KernelConfig(block_tiles=bt, num_warps=w) for bt in blocks for w in (4, 8)]
-    out += [KernelConfig(block_tiles=blocks[1], steps=4, num_warps=4, num_stages=s) for s in (1, 2)]
-    return tuple(out)
+    """The launch shapes bench/gpu/codec_tune.py tries for `kind` ('fp8'/'logfmt'), `op`;
+    the default first."""
+    default = DEFAULT_CONFIGS[(kind, op)]
+    if (kind, op) == ("logfmt", "encode"):
+        shapes = [(16, 4, 16), (32, 4, 16), (32, 4, 4), (32, 8, 8), (64, 4, 4), (64, 8, 4),
+                  (128, 4, 2), (128, 8, 2)]  # fmt: skip
+        out = [KernelConfig(block_tiles=bt, num_warps=w, groups=g) for bt, w, g in shapes]
+    else:
+        out = [KernelConfig(block_tiles=bt, num_warps=w) for bt in (8, 16, 32, 64) for w in (4, 8)]
+    out += [dataclasses.replace(default, steps=4, num_stages=s) for s in (1, 2)]
+    return (default, *(c for c in out if c != default))
 
 
 def default_config(spec: CodecSpec, op: str) -> KernelConfig:
@@ -137,9 +153,17 @@ def _launch(kernel, args: tuple, spec: CodecSpec, op: str, shape: tuple[int, int
     cfg = config or default_config(spec, op)
     runtime, const = _shape_args(spec, *shape)
     grid = (triton.cdiv(runtime["TOTAL"], cfg.block_tiles * cfg.steps),)
+    if kernel is _encode_kernel("logfmt"):
+        extra["G"] = cfg.groups
     kernel[grid](*args, **runtime, **const, **extra, BT=cfg.block_tiles, STEPS=cfg.steps,
                  num_warps=cfg.num_warps, num_stages=cfg.num_stages,
                  enable_fp_fusion=False)  # fmt: skip
+
+
+def _encode_kernel(kind: str):  # type: ignore[no-untyped-def]
+    from collectives.codecs import triton_fp8, triton_logfmt
+
+    return triton_logfmt.logfmt_encode_kernel if kind == "logfmt" else triton_fp8.fp8_encode_kernel
 
 
 def encode(spec: CodecSpec, x: torch.Tensor, config: KernelConfig | None = None) -> torch.Tensor:

@@ -35,12 +35,12 @@ FLT_MAX_C = tl.constexpr(FLT_MAX)
 
 
 @triton.jit
-def _elements(row, tile, valid, H, BT: tl.constexpr, EVEN: tl.constexpr):  # type: ignore[no-untyped-def]
-    """[BT, 16, 8] column index and mask of the tile-rows' elements."""
-    col = (tile[:, None, None] * 128 + tl.arange(0, 16)[None, :, None] * 8
+def _elements(row, tile, valid, H, g0, BT: tl.constexpr, G: tl.constexpr, EVEN: tl.constexpr):  # type: ignore[no-untyped-def]
+    """[BT, G, 8] column index and mask of groups g0 .. g0 + G - 1 of the tile-rows."""
+    col = (tile[:, None, None] * 128 + (g0 + tl.arange(0, G))[None, :, None] * 8
            + tl.arange(0, 8)[None, None, :])  # fmt: skip
     if EVEN:
-        return col, tl.broadcast_to(valid[:, None, None], (BT, 16, 8))
+        return col, tl.broadcast_to(valid[:, None, None], (BT, G, 8))
     return col, valid[:, None, None] & (col < H)
 
 
@@ -68,25 +68,38 @@ def _tile_meta(top, low, finite, C):  # type: ignore[no-untyped-def]
 
 
 @triton.jit
-def _levels(ab, m, inv, phi, step, C, KMAX: tl.constexpr):  # type: ignore[no-untyped-def]
-    """ref_logfmt.logfmt_levels (int32) for |x| bits `ab` > 0; per-tile args [BT, 1, 1]."""
-    lnx = ln_f32_bits(tl.where(ab > 0, ab, ONE_F32_BITS), C)
+def _levels(ab, m, inv, phi, mlow, C, KMAX: tl.constexpr):  # type: ignore[no-untyped-def]
+    """ref_logfmt.logfmt_levels (int32) of |x| bits `ab` (zero below FLT_MIN_NORMAL) with
+    the per-tile [BT, 1, 1] arguments of _tile_folded."""
+    keep = ab >= 0x00800000
+    lnx = ln_f32_bits(tl.where(keep, ab, ONE_F32_BITS), C)
     u = (lnx - m) * inv - phi
-    # clip(floor(u) + 2, 1, KMAX) == floor(clip(u, -1, KMAX - 2)) + 2 (integer bounds)
-    # (u is never NaN; plain selects cost less than NaN-aware min/max)
+    # clip(floor(u) + 2, 1, KMAX) == floor(clip(u, -1, KMAX - 2)) + 2 (integer bounds);
+    # u is never NaN, and plain selects cost less than NaN-aware min/max
     u = tl.where(u < -1.0, -1.0, u)
     u = tl.where(u > KMAX - 2.0, KMAX - 2.0, u)
     v = u + ROUND_MAGIC
     k = v.to(tl.int64, bitcast=True).to(tl.int32) - ((v - ROUND_MAGIC) > u).to(tl.int32) + 2
-    k = tl.where(step > 0, k, 1)
-    return tl.where(lnx < m - coef(C, I_LN2), 0, k)
+    return tl.where(keep & (lnx >= mlow), k, 0)
 
 
 @triton.jit
-def _pack_store(code, wire_ptr, base, mask, valid, lim, N: tl.constexpr, UNIT: tl.constexpr):  # type: ignore[no-untyped-def]
-    """Write [BT, 16, 8] n-bit codes at byte `base` [BT] of each tile's code bytes; `lim`
-    [BT] is the number of code bytes left in the row from `base` (a multiple of UNIT)."""
-    grp = tl.arange(0, 16)[None, :]
+def _tile_folded(step, inv, phi, m, finite, C):  # type: ignore[no-untyped-def]
+    """Per-tile (m, 1/s, phi, cut-off) with the reference's special cases folded in: s = 0
+    gives u = -1 (level 1) through 1/s := 0, phi := 1; a NaN/Inf tile gives level 0 through
+    cut-off := +Inf. The reference's cut-off is m - ln 2."""
+    inv = tl.where(step > 0, inv, 0.0)
+    phi = tl.where(step > 0, phi, 1.0)
+    mlow = tl.where(finite, m - coef(C, I_LN2), float("inf"))
+    return m[:, None, None], inv[:, None, None], phi[:, None, None], mlow[:, None, None]
+
+
+@triton.jit
+def _pack_store(code, wire_ptr, base, mask, valid, lim, g0, N: tl.constexpr, UNIT: tl.constexpr):  # type: ignore[no-untyped-def]
+    """Write [BT, G, 8] n-bit codes of groups g0.. at byte `base` [BT] of each tile's code
+    bytes; `lim` [BT] is the number of code bytes left in the row from `base` (a multiple
+    of UNIT)."""
+    grp = (g0 + tl.arange(0, code.shape[1]))[None, :]
     p = tl.arange(0, 8)[None, None, :]
     if N == 8:
         tl.store(wire_ptr + base[:, None, None] + grp[:, :, None] * 8 + p, code.to(tl.uint8),
@@ -116,32 +129,49 @@ def _pack_store(code, wire_ptr, base, mask, valid, lim, N: tl.constexpr, UNIT: t
 
 
 @triton.jit
+def _encode_groups(x_ptr, wire_ptr, C, row, tile, valid, H, ROW, MB, CODE_BYTES, g0, tp,  # type: ignore[no-untyped-def]
+                   N: tl.constexpr, UNIT: tl.constexpr, BT: tl.constexpr, G: tl.constexpr,
+                   EVEN: tl.constexpr):  # fmt: skip
+    """Codes of groups g0 .. g0 + G - 1 of the tile-rows, given the per-tile parameters
+    tp from _tile_folded; written to the wire."""
+    KMAX: tl.constexpr = (1 << (N - 1)) - 1
+    col, mask = _elements(row, tile, valid, H, g0, BT, G, EVEN)
+    xb = tl.load(x_ptr + row[:, None, None] * H + col, mask=mask, other=0.0).to(tl.float32)
+    xb = xb.to(tl.int32, bitcast=True)
+    m, inv, phi, mlow = tp
+    k = _levels(xb & 0x7FFFFFFF, m, inv, phi, mlow, C, KMAX)
+    code = tl.where((xb < 0) & (k > 0), k | (1 << (N - 1)), k)
+    base = row * ROW + MB + tile * (16 * N)
+    _pack_store(code, wire_ptr, base, mask, valid, CODE_BYTES - tile * (16 * N), g0, N, UNIT)
+
+
+@triton.jit
 def logfmt_encode_kernel(x_ptr, wire_ptr, C, H, NT, ROW, MB, CODE_BYTES, TOTAL,  # type: ignore[no-untyped-def]
                          N: tl.constexpr, UNIT: tl.constexpr, BT: tl.constexpr,
-                         STEPS: tl.constexpr, EVEN: tl.constexpr, ALIGNED: tl.constexpr,
-                         WIDE: tl.constexpr):  # fmt: skip
+                         STEPS: tl.constexpr, G: tl.constexpr, EVEN: tl.constexpr,
+                         ALIGNED: tl.constexpr, WIDE: tl.constexpr):  # fmt: skip
+    """Per block: the tile statistics over whole tile-rows, then the codes in 16/G chunks of
+    G groups (a loop kept rolled, so registers hold only a chunk's elements while the
+    per-tile float64 work is shared by all 128 elements of a tile-row)."""
     KMAX: tl.constexpr = (1 << (N - 1)) - 1
     for step_i in range(STEPS):
         row, tile, valid = tile_rows(tl.program_id(0) * STEPS + step_i, NT, TOTAL, BT, WIDE)
-        col, mask = _elements(row, tile, valid, H, BT, EVEN)
+        col, mask = _elements(row, tile, valid, H, 0, BT, 16, EVEN)
         x = tl.load(x_ptr + row[:, None, None] * H + col, mask=mask, other=0.0).to(tl.float32)
-        xb = x.to(tl.int32, bitcast=True)
-        ab = xb & 0x7FFFFFFF
+        ab = x.to(tl.int32, bitcast=True) & 0x7FFFFFFF
         top = tl.max(tl.max(ab, axis=2), axis=1)
         finite = top < 0x7F800000
         ab = tl.where(ab >= 0x00800000, ab, 0)
         low = tl.min(tl.min(tl.where(ab > 0, ab, 0x7F800000), axis=2), axis=1)
         small, big = _tile_meta(tl.where(top >= 0x00800000, top, 0), low, finite, C)
         step, inv, phi, m = _tile_params(small, big, C, KMAX)
-        k = _levels(ab, m[:, None, None], inv[:, None, None], phi[:, None, None],
-                    step[:, None, None], C, KMAX)  # fmt: skip
-        k = tl.where((ab > 0) & finite[:, None, None], k, 0)
-        code = tl.where((xb < 0) & (k > 0), k | (1 << (N - 1)), k)
         meta = row * ROW + tile * 8
         store_meta(wire_ptr, meta, small, valid, ALIGNED)
         store_meta(wire_ptr, meta + 4, big, valid, ALIGNED)
-        base = row * ROW + MB + tile * (16 * N)
-        _pack_store(code, wire_ptr, base, mask, valid, CODE_BYTES - tile * (16 * N), N, UNIT)
+        tp = _tile_folded(step, inv, phi, m, finite, C)
+        for chunk in tl.range(0, 16 // G, loop_unroll_factor=1):
+            _encode_groups(x_ptr, wire_ptr, C, row, tile, valid, H, ROW, MB, CODE_BYTES,
+                           chunk * G, tp, N, UNIT, BT, G, EVEN)  # fmt: skip
 
 
 @triton.jit
@@ -183,7 +213,7 @@ def logfmt_decode_kernel(wire_ptr, out_ptr, C, H, NT, ROW, MB, CODE_BYTES, TOTAL
     KMAX: tl.constexpr = (1 << (N - 1)) - 1
     for step_i in range(STEPS):
         row, tile, valid = tile_rows(tl.program_id(0) * STEPS + step_i, NT, TOTAL, BT, WIDE)
-        col, mask = _elements(row, tile, valid, H, BT, EVEN)
+        col, mask = _elements(row, tile, valid, H, 0, BT, 16, EVEN)
         meta = row * ROW + tile * 8
         small = load_meta(wire_ptr, meta, valid, ALIGNED)
         big = load_meta(wire_ptr, meta + 4, valid, ALIGNED)

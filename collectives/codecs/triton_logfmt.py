@@ -95,10 +95,11 @@ def _tile_folded(step, inv, phi, m, finite, C):  # type: ignore[no-untyped-def]
 
 
 @triton.jit
-def _pack_store(code, wire_ptr, base, mask, valid, lim, g0, N: tl.constexpr, UNIT: tl.constexpr):  # type: ignore[no-untyped-def]
+def _pack_store(code, wire_ptr, base, mask, valid, lim, g0, N: tl.constexpr, UNIT: tl.constexpr,  # type: ignore[no-untyped-def]
+                EVEN: tl.constexpr):  # fmt: skip
     """Write [BT, G, 8] n-bit codes of groups g0.. at byte `base` [BT] of each tile's code
     bytes; `lim` [BT] is the number of code bytes left in the row from `base` (a multiple
-    of UNIT)."""
+    of UNIT; ignored when EVEN, as every tile then has all its 16n bytes)."""
     grp = (g0 + tl.arange(0, code.shape[1]))[None, :]
     p = tl.arange(0, 8)[None, None, :]
     if N == 8:
@@ -108,13 +109,16 @@ def _pack_store(code, wire_ptr, base, mask, valid, lim, g0, N: tl.constexpr, UNI
         ptr = wire_ptr.to(tl.pointer_type(tl.uint16)) + (base >> 1)[:, None, None]
         tl.store(ptr + grp[:, :, None] * 8 + p, code.to(tl.uint16), mask=mask)
     else:
-        c = code.to(tl.uint64)
-        pos = p * N
-        lo = tl.sum(tl.where(pos < 64, c << tl.where(pos < 64, pos, 0).to(tl.uint64), 0), axis=2)
+        # pairs, quads, then the 8-code group (8n bits: lo, and hi above bit 64), each step
+        # an OR of two halves that one thread holds
+        BT: tl.constexpr = code.shape[0]
+        G: tl.constexpr = code.shape[1]
+        a, b = tl.split(tl.reshape(code.to(tl.uint32), (BT, G, 4, 2)))
+        a, b = tl.split(tl.reshape(a | (b << N), (BT, G, 2, 2)))
+        a, b = tl.split(a.to(tl.uint64) | (b.to(tl.uint64) << (2 * N)))
+        lo = a | (b << (4 * N))
         if 8 * N > 64:
-            hi_l = c << tl.where(pos >= 64, pos - 64, 0).to(tl.uint64)
-            hi_r = c >> tl.where(pos < 64, 64 - pos, 1).to(tl.uint64)
-            hi = tl.sum(tl.where(pos >= 64, hi_l, tl.where(pos + N > 64, hi_r, 0)), axis=2)
+            hi = b >> (64 - 4 * N)
         ptype: tl.constexpr = tl.uint32 if UNIT == 4 else (tl.uint16 if UNIT == 2 else tl.uint8)
         ptr = (
             wire_ptr.to(tl.pointer_type(ptype)) + (base >> (UNIT // 2))[:, None] + grp * (N // UNIT)
@@ -124,7 +128,10 @@ def _pack_store(code, wire_ptr, base, mask, valid, lim, g0, N: tl.constexpr, UNI
                 piece = lo >> (8 * UNIT * q)
             else:
                 piece = hi >> (8 * UNIT * q - 64)
-            inside = valid[:, None] & (grp * N + q * UNIT < lim[:, None])
+            if EVEN:
+                inside = tl.broadcast_to(valid[:, None], (BT, G))
+            else:
+                inside = valid[:, None] & (grp * N + q * UNIT < lim[:, None])
             tl.store(ptr + q, (piece & ((1 << (8 * UNIT)) - 1)).to(ptype), mask=inside)
 
 
@@ -142,7 +149,8 @@ def _encode_groups(x_ptr, wire_ptr, C, row, tile, valid, H, ROW, MB, CODE_BYTES,
     k = _levels(xb & 0x7FFFFFFF, m, inv, phi, mlow, C, KMAX)
     code = tl.where((xb < 0) & (k > 0), k | (1 << (N - 1)), k)
     base = row * ROW + MB + tile * (16 * N)
-    _pack_store(code, wire_ptr, base, mask, valid, CODE_BYTES - tile * (16 * N), g0, N, UNIT)
+    _pack_store(code, wire_ptr, base, mask, valid, CODE_BYTES - tile * (16 * N), g0, N, UNIT,
+                EVEN)  # fmt: skip
 
 
 @triton.jit
@@ -175,7 +183,8 @@ def logfmt_encode_kernel(x_ptr, wire_ptr, C, H, NT, ROW, MB, CODE_BYTES, TOTAL, 
 
 
 @triton.jit
-def _load_unpack(wire_ptr, base, mask, valid, lim, N: tl.constexpr, UNIT: tl.constexpr):  # type: ignore[no-untyped-def]
+def _load_unpack(wire_ptr, base, mask, valid, lim, N: tl.constexpr, UNIT: tl.constexpr,  # type: ignore[no-untyped-def]
+                 EVEN: tl.constexpr):  # fmt: skip
     """Inverse of _pack_store: [BT, 16, 8] int32 codes."""
     grp = tl.arange(0, 16)[None, :]
     p = tl.arange(0, 8)[None, None, :]
@@ -190,7 +199,10 @@ def _load_unpack(wire_ptr, base, mask, valid, lim, N: tl.constexpr, UNIT: tl.con
     lo = tl.zeros((base.shape[0], 16), tl.uint64)
     hi = tl.zeros((base.shape[0], 16), tl.uint64)
     for q in tl.static_range(N // UNIT):
-        inside = valid[:, None] & (grp * N + q * UNIT < lim[:, None])
+        if EVEN:
+            inside = tl.broadcast_to(valid[:, None], (base.shape[0], 16))
+        else:
+            inside = valid[:, None] & (grp * N + q * UNIT < lim[:, None])
         piece = tl.load(ptr + q, mask=inside, other=0).to(tl.uint64)
         if 8 * UNIT * q < 64:
             lo = lo | (piece << (8 * UNIT * q))
@@ -221,7 +233,8 @@ def logfmt_decode_kernel(wire_ptr, out_ptr, C, H, NT, ROW, MB, CODE_BYTES, TOTAL
         step = tl.where(step == step, step, 0.0)[:, None, None]
         m = tl.where(small == small, small, 0.0).to(tl.float64)[:, None, None]
         base = row * ROW + MB + tile * (16 * N)
-        code = _load_unpack(wire_ptr, base, mask, valid, CODE_BYTES - tile * (16 * N), N, UNIT)
+        code = _load_unpack(wire_ptr, base, mask, valid, CODE_BYTES - tile * (16 * N), N, UNIT,
+                            EVEN)  # fmt: skip
         k = code & KMAX
         # float64(k) - 1.0 via the bits of 2^52 + k, exactly
         km1 = (k.to(tl.int64) | TWO52_BITS).to(tl.float64, bitcast=True) - coef(C, I_TWO52_PLUS1)

@@ -5,10 +5,11 @@ Tile-row indexing (a program walks BT consecutive (token, tile) pairs of the fla
 row is a multiple of 4 bytes, four byte stores otherwise), and detmath's float64 log/exp.
 The float64 helpers perform exactly the reference's +, -, *, / sequence (detmath.py,
 ref.log2_det/exp2_det); what differs is only how exact values are formed: float64
-constants come from their bit patterns (Triton would round a Python float literal to
-float32), frexp of a float32 and small int -> float64 use integer bit tricks, and floor uses
-the 1.5 * 2^52 rounding constant, because conversion instructions (F2F/I2F/F2I/FRND .F64)
-issue at a quarter of the FP64 add/multiply rate on Hopper.
+constants travel as their bit patterns (Triton would round a Python float literal to
+float32), and frexp of a float32 is done with integer ops on its fields. The kernels are
+bound by instruction issue, not by the FP64 pipe, so exact conversions (int -> float64,
+floor, float64 -> int) stay single instructions: the conversion pipe (a quarter of the
+FP64 rate) has room for about one instruction in eight.
 """
 
 from __future__ import annotations
@@ -38,21 +39,17 @@ def _frac_threshold() -> int:
 # Float64 constants travel as one kernel argument, a tuple of their bit patterns: they then
 # sit in uniform registers instead of being rebuilt per use as 64-bit immediates.
 COEF_VALUES = (*detmath.ATANH_COEFFS, *detmath.EXP2_COEFFS, detmath.LN2, detmath.INV_LN2,
-               detmath.SQRT_HALF, LOGFMT_CLAMP_LN, 2.0**52 + 2.0**31, 2.0**52 + 1.0)  # fmt: skip
+               detmath.SQRT_HALF, LOGFMT_CLAMP_LN, 2.0**52 + 1.0)  # fmt: skip
 COEF = tuple(f64_bits(v) for v in COEF_VALUES)
 NUM_ATANH = tl.constexpr(len(detmath.ATANH_COEFFS))
 NUM_EXP2 = tl.constexpr(len(detmath.EXP2_COEFFS))
 I_EXP2 = tl.constexpr(len(detmath.ATANH_COEFFS))
 I_LN2 = tl.constexpr(I_EXP2 + len(detmath.EXP2_COEFFS))
 I_INV_LN2, I_SQRT_HALF = tl.constexpr(I_LN2 + 1), tl.constexpr(I_LN2 + 2)
-I_CLAMP, I_INT_MAGIC = tl.constexpr(I_LN2 + 3), tl.constexpr(I_LN2 + 4)
-I_TWO52_PLUS1 = tl.constexpr(I_LN2 + 5)
-# 2^52 + 2^31: adding a small int to its bits and subtracting it gives that int as float64.
-INT_MAGIC_BITS = tl.constexpr(f64_bits(2.0**52 + 2.0**31))
+I_CLAMP, I_TWO52_PLUS1 = tl.constexpr(I_LN2 + 3), tl.constexpr(I_LN2 + 4)
+# OR-ing a small int k into the bits of 2^52 gives 2^52 + k; minus 2^52 + 1: k - 1, exactly.
 TWO52_BITS = tl.constexpr(f64_bits(2.0**52))
 FRAC_SQRT_HALF = tl.constexpr(_frac_threshold())
-# t + 1.5 * 2^52 - 1.5 * 2^52 rounds |t| < 2^51 to the nearest integer (exact in float32 too).
-ROUND_MAGIC = tl.constexpr(1.5 * 2.0**52)
 ONE_F32_BITS = tl.constexpr(0x3F800000)
 
 
@@ -109,12 +106,6 @@ def log2_mantissa(mant, C):  # type: ignore[no-untyped-def]
 
 
 @triton.jit
-def int_to_f64(e, C):  # type: ignore[no-untyped-def]
-    """Exact float64 of a small int32 (|e| < 2^31) without a conversion instruction."""
-    return (e.to(tl.int64) + INT_MAGIC_BITS).to(tl.float64, bitcast=True) - coef(C, I_INT_MAGIC)
-
-
-@triton.jit
 def ln_f32_bits(ab, C):  # type: ignore[no-untyped-def]
     """ref.ln_det of positive normal float32 values given as int32 bits: frexp by integer
     ops on the float32 fields (the float64 of a float32 has the same fraction)."""
@@ -123,7 +114,7 @@ def ln_f32_bits(ab, C):  # type: ignore[no-untyped-def]
     e = (ab >> 23) - tl.where(small, 127, 126)
     top = tl.where(small, 0x3FF0000000000000, 0x3FE0000000000000)
     mant = ((frac.to(tl.int64) << 29) | top).to(tl.float64, bitcast=True)
-    return (int_to_f64(e, C) + log2_mantissa(mant, C)) * coef(C, I_LN2)
+    return (e.to(tl.float64) + log2_mantissa(mant, C)) * coef(C, I_LN2)
 
 
 @triton.jit
@@ -135,24 +126,15 @@ def ln_f64(v, C):  # type: ignore[no-untyped-def]
     small = mant < coef(C, I_SQRT_HALF)
     mant = tl.where(small, mant * 2.0, mant)
     e = tl.where(small, e - 1, e)
-    return (int_to_f64(e, C) + log2_mantissa(mant, C)) * coef(C, I_LN2)
-
-
-@triton.jit
-def round_floor(t):  # type: ignore[no-untyped-def]
-    """(floor(t) as float64, as int32) for |t| < 2^31."""
-    v = t + ROUND_MAGIC
-    nearest = v - ROUND_MAGIC
-    down = nearest > t
-    as_int = v.to(tl.int64, bitcast=True).to(tl.int32) - down.to(tl.int32)
-    return tl.where(down, nearest - 1.0, nearest), as_int
+    return (e.to(tl.float64) + log2_mantissa(mant, C)) * coef(C, I_LN2)
 
 
 @triton.jit
 def exp_f64(y, C):  # type: ignore[no-untyped-def]
     """ref.exp_det(y) = exp2_det(y / ln 2) for finite y with a normal float64 result."""
     z = y * coef(C, I_INV_LN2)
-    kd, ki = round_floor(z + 0.5)
+    kd = tl.floor(z + 0.5)
+    ki = kd.to(tl.int32)
     r = z - kd
     p = coef(C, I_EXP2 + NUM_EXP2 - 1)
     for j in tl.static_range(NUM_EXP2 - 1):

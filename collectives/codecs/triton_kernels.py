@@ -28,14 +28,14 @@ SASS of the default launch shapes (compiled without a GPU); times for 4096 x 716
 - FP8 decode: 5.03 B/element (47 us) against ~30 instructions (26 us): memory-bound.
 - LogFMT encode: one float64 ln per element (a correctly rounded float64 division, whose
   slow-path branch also serialises the elements of a thread, and a 7-term polynomial:
-  ~38 FP64 of ~90 instructions) for ~3.1 B: issue-bound, ~80 us, about 0.35 of copy at
-  best. The per-tile ln/exp/divisions (~150 FP64 instructions) are repeated by every thread
+  ~37 FP64 of ~95 instructions) for ~3.1 B: issue-bound, ~85 us, about 0.3-0.35 of copy
+  at best. The per-tile ln/exp/divisions (~150 FP64 instructions) are repeated by every thread
   holding part of a tile-row, so the kernel first reduces whole tile-rows and then codes
   them in a rolled loop over `groups`-sized chunks: each thread then shares one per-tile
   evaluation among 64 elements with ~80 registers (24 warps per SM).
-- LogFMT decode: one float64 exp per element (11-term polynomial, ~33 FP64 of ~70
-  instructions, one float64 -> float32 conversion) for 5.1-5.3 B: FP64/issue and memory
-  about even (~60 us), ~0.6 of copy.
+- LogFMT decode: one float64 exp per element (11-term polynomial, ~29 FP64 of ~65
+  instructions, three conversions) for 5.1-5.3 B: issue and memory about even (~55 us),
+  ~0.6 of copy.
 """
 
 from __future__ import annotations

@@ -20,7 +20,6 @@ from collectives.codecs.triton_common import (
     I_LN2,
     I_TWO52_PLUS1,
     ONE_F32_BITS,
-    ROUND_MAGIC,
     TWO52_BITS,
     coef,
     exp_f64,
@@ -78,8 +77,7 @@ def _levels(ab, m, inv, phi, mlow, C, KMAX: tl.constexpr):  # type: ignore[no-un
     # u is never NaN, and plain selects cost less than NaN-aware min/max
     u = tl.where(u < -1.0, -1.0, u)
     u = tl.where(u > KMAX - 2.0, KMAX - 2.0, u)
-    v = u + ROUND_MAGIC
-    k = v.to(tl.int64, bitcast=True).to(tl.int32) - ((v - ROUND_MAGIC) > u).to(tl.int32) + 2
+    k = tl.floor(u).to(tl.int32) + 2
     return tl.where(keep & (lnx >= mlow), k, 0)
 
 

@@ -38,7 +38,7 @@ def use_kernel(values: torch.Tensor) -> bool:
 
 if triton is not None:
 
-    @triton.jit  # type: ignore[untyped-decorator]
+    @triton.jit
     def _gather_sum(values_ptr, index_ptr, out_ptr, H, PAD, FANOUT: tl.constexpr,  # type: ignore[no-untyped-def]
                     BLOCK: tl.constexpr, OUT_BF16: tl.constexpr):  # fmt: skip
         token = tl.program_id(0).to(tl.int64)

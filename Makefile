@@ -29,13 +29,14 @@ demo: setup
 test: setup-dev system-deps
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: setup-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
-	$(BIN)/mypy topologies results/schema.py
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -4,7 +4,8 @@ A rank map (topologies.make_rank_map) says on which node and on which GPU each r
 with a topology it also gives each rank its NIC environment (topologies.emit.rank_env). From
 them this module writes an Open MPI hostfile and rankfile, an MPICH (hydra) machinefile, the
 per-rank environment files that the wrapper `slurm/epbench-rank.sh` applies, and a launch
-line. `slurm gen` uses the same layout and files, so a rank sees the same settings under srun
+line. `slurm gen` uses the same layout and files (the wrapper and the sbatch template are
+package data in bench/templates), so a rank sees the same settings under srun
 and under mpiexec. Every GPU of a node stays visible: the rank takes device `local rank`, and
 the env file orders CUDA_VISIBLE_DEVICES so that this device is the map's GPU.
 """
@@ -14,15 +15,17 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import importlib.resources
 import pathlib
 import shlex
-import shutil
 
 from bench.errors import UsageError
 from bench.sweep import RANK_MAPS
 from topologies import Cluster, emit, load_cluster, make_cluster, make_rank_map
 
-WRAPPER = pathlib.Path(__file__).resolve().parents[1] / "slurm" / "epbench-rank.sh"
+# Shell templates ship inside the package (package data), so an installed epbench finds them.
+TEMPLATES = importlib.resources.files("bench").joinpath("templates")
+WRAPPER = TEMPLATES.joinpath("epbench-rank.sh")
 SRUN_DISTRIBUTION = {"block": "block", "cyclic": "cyclic", "plane-aligned": "block"}
 SRUN_DISTRIBUTION["misaligned"] = "block"
 
@@ -73,18 +76,19 @@ def layout(
         )
     rmap = make_rank_map(cluster, rank_map, num_nodes * gpus_per_node)
     places = list(zip(rmap.node.tolist(), rmap.local_rank.tolist(), strict=True))
-    orders: dict[int, list[int]] = {}
-    for rank, (node, _) in sorted(enumerate(places), key=lambda item: item[1]):
-        orders.setdefault(node, []).append(int(rmap.gpu[rank]))
-    envs = []
-    for rank, (node, _) in enumerate(places):
-        env = emit.rank_env(cluster, rmap, rank) if known else {}
-        order = orders[node] + [g for g in range(gpus_per_node) if g not in orders[node]]
-        env.pop("CUDA_VISIBLE_DEVICES", None)
-        if order != list(range(gpus_per_node)):
-            env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, order))
-        envs.append(env)
+    envs = [
+        emit.rank_env(cluster, rmap, rank) if known else emit.device_env(rmap, rank, gpus_per_node)
+        for rank in range(rmap.world)
+    ]
     return Layout(places=places, envs=envs)
+
+
+def install_wrapper(folder: pathlib.Path) -> pathlib.Path:
+    """Copy the per-rank wrapper `epbench-rank.sh` into `folder`, executable."""
+    target = folder / "epbench-rank.sh"
+    target.write_bytes(WRAPPER.read_bytes())
+    target.chmod(0o755)
+    return target
 
 
 def write_env_files(folder: pathlib.Path, envs: list[dict[str, str]]) -> None:
@@ -166,7 +170,7 @@ def gen(args: argparse.Namespace) -> int:
     for name, text in host_files(hosts, lay.places, args.gpus_per_node).items():
         (out / name).write_text(text)
     write_env_files(out / "env", lay.envs)
-    shutil.copy(WRAPPER, out / "epbench-rank.sh")
+    install_wrapper(out)
     world = len(lay.places)
     base = out.resolve()
     wrap = " ".join(shlex.quote(str(base / p)) for p in ("epbench-rank.sh", "env", "ranks"))

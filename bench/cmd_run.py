@@ -21,6 +21,7 @@ from bench.output import TABLE_HEADER, ResultWriter, export, table_row
 from bench.runner import PointRunner, Timing
 from bench.session import Session, default_backend
 from bench.sizes import format_size
+from collectives import nodemap
 from collectives import ops as ops_registry
 from collectives.backends import BACKENDS
 from collectives.backends.base import CommError, canonical_dtype
@@ -80,7 +81,7 @@ def run_command(args: argparse.Namespace) -> int:
         local_world = args.gpus_per_node or args.np
         if args.np % local_world:
             raise UsageError(f"--gpus-per-node {local_world} does not divide --np {args.np}")
-        op = run_setup.build_op(args, args.np, local_world)
+        op = run_setup.build_op(args, nodemap.block(args.np, local_world))  # one host
         run_setup.validate_point_sizes(op, sizes, args.datatype, args.np)
         if op.has_redop and args.datatype.startswith("float8") and args.backend != "nccl":
             raise UsageError(
@@ -125,7 +126,7 @@ def execute(args: argparse.Namespace, sizes: list[int], timing: Timing) -> list[
         raise UsageError(f"--np {args.np} but the launcher started {comm.world} ranks")
     status, message = "ok", ""
     try:
-        op = run_setup.build_op(args, comm.world, comm.local_world)
+        op = run_setup.build_op(args, session.nodes)
         run_setup.validate_point_sizes(op, sizes, args.datatype, comm.world)
         if not comm.supports_dtype(args.datatype):
             raise UsageError(f"backend {args.backend} cannot send {args.datatype}; pick another -d")
@@ -135,7 +136,9 @@ def execute(args: argparse.Namespace, sizes: list[int], timing: Timing) -> list[
                 f"backend {args.backend} cannot reduce {args.datatype}; pick another -d "
                 "(float8 moves as bytes in alltoall/allgather/sendrecv)"
             )
-        model = links.LinkModel(args.topology, args.rank_map, comm.world) if args.topology else None
+        model = (
+            links.LinkModel(args.topology, args.rank_map, session.nodes) if args.topology else None
+        )
         config = run_setup.resolved_config(args, sizes)
         facts = session.preflight(config)
         out = (

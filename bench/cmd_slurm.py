@@ -1,9 +1,10 @@
 """`epbench slurm gen|table|collect`: sbatch scripts for a sweep, their preflight, their results.
 
 `gen SPEC -o DIR` plans the sweep (bench/sweep.py) and renders one sbatch script per
-allocation shape from slurm/sweep.sbatch.j2, plus the per-rank wrapper and environment files;
-`--submit` hands them to sbatch. The scripts record each step's exit status and each rank's
-placement under DIR/steps/; `collect DIR` (bench/slurm_collect.py) joins them with the results.
+allocation shape from the packaged template bench/templates/sweep.sbatch.j2, plus the
+per-rank wrapper and environment files; `--submit` hands them to sbatch. The scripts record
+each step's exit status and each rank's placement under DIR/steps/; `collect DIR`
+(bench/slurm_collect.py) joins them with the results.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from bench import slurm_collect
 from bench import sweep as sweep_mod
 from bench.cmd_mpirun import (
     SRUN_DISTRIBUTION,
-    WRAPPER,
+    TEMPLATES,
     check_table,
+    install_wrapper,
     layout,
     load_topology,
     rank_rows,
@@ -37,7 +39,6 @@ from bench.cmd_mpirun import (
 from bench.errors import UsageError
 from topologies import Cluster
 
-TEMPLATES = WRAPPER.parent
 HELLO_ARGS = ("-b", "8", "-e", "8", "-n", "1", "-w", "1", "--blocks", "1")
 
 
@@ -149,7 +150,7 @@ def _sbatch_options(spec: sweep_mod.Sweep) -> list[str]:
 @functools.cache
 def _templates() -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES),
+        loader=jinja2.FunctionLoader(lambda name: TEMPLATES.joinpath(name).read_text()),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
     )
@@ -226,7 +227,7 @@ def write_sweep(
     steps = sweep_mod.plan(spec, seed)
     for sub in ("jobs", "logs", "results", "steps", "env"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    shutil.copy(WRAPPER, out / "epbench-rank.sh")
+    install_wrapper(out)
     scripts = []
     for nodes in spec.nodes:
         for gpn in spec.gpus_per_node:

@@ -2,8 +2,11 @@
 
 Detection order follows DESIGN.md §8: torchrun (and epbench's own `--np` spawner, which
 sets the same variables), then MPI launchers (Open MPI, MPICH/Hydra, PMIx), then Slurm
-step variables. The result is confirmed after the communicator exists: bench gathers
-hostnames and checks the launcher's view of nodes against them (`confirm_nodes`).
+step variables. Which node each rank is on is settled after the communicator exists:
+every rank reports its launcher node (Slurm's node, hydra's host, else the hostname), its
+hostname and its local rank; `node_layout` derives the rank -> node map from them
+(collectives.nodemap: block, cyclic or any placement, virtual nodes for `--gpus-per-node`)
+and `place_comm` hands it to the communicator.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ import socket
 from collections.abc import Mapping, Sequence
 
 from bench.errors import UsageError
-from collectives.backends.base import LaunchInfo
+from collectives import nodemap
+from collectives.backends.base import Comm, LaunchInfo
+from collectives.nodemap import NodeMap
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -170,17 +175,26 @@ def launch_info(
     device: str = "auto",
     options: Mapping[str, object] | None = None,
     default_port: int = 29500,
+    rendezvous: bool = True,
 ) -> LaunchInfo:
-    """Turn detected facts plus `--gpus-per-node` into the LaunchInfo a backend needs."""
+    """Turn detected facts plus `--gpus-per-node` into the LaunchInfo a backend needs.
+    `rendezvous`: the backend meets at MASTER_ADDR (all but `mpi`), so ranks on several
+    hosts need it set.
+
+    Its node fields assume ranks in blocks of `gpus_per_node` (or of the launcher's ranks
+    per host); `place_comm` replaces them with the real layout once the communicator exists.
+    """
     per_node = gpus_per_node or found.host_local_world
-    if per_node <= 0 or found.world % per_node:
+    try:
+        provisional = nodemap.block(found.world, per_node)
+    except ValueError:
         raise UsageError(
             f"--gpus-per-node {per_node} does not divide the {found.world} ranks; "
             "choose a divisor of the world size"
-        )
+        ) from None
     addr = found.master_addr
     if addr is None:
-        if found.host_local_world != found.world:
+        if rendezvous and found.host_local_world != found.world:
             raise UsageError(
                 f"ranks span several hosts under {found.launcher} but MASTER_ADDR is not set; "
                 "export MASTER_ADDR (and MASTER_PORT) to the first host"
@@ -190,10 +204,10 @@ def launch_info(
     return LaunchInfo(
         rank=found.rank,
         world=found.world,
-        local_rank=found.rank % per_node if gpus_per_node else found.host_local_rank,
-        local_world=per_node,
-        node=found.rank // per_node,
-        num_nodes=found.world // per_node,
+        local_rank=provisional.local_rank[found.rank],
+        local_world=provisional.local_world,
+        node=provisional.node[found.rank],
+        num_nodes=provisional.num_nodes,
         host_local_rank=found.host_local_rank,
         launcher=found.launcher,
         master_addr=addr,
@@ -204,34 +218,80 @@ def launch_info(
     )
 
 
-def confirm_nodes(
-    hostnames: Sequence[str], launch: LaunchInfo, virtual: bool
-) -> dict[str, list[int]]:
-    """Check the node layout against the hostnames every rank reported after init.
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Whereabouts:
+    """What one rank reports about its node after init (all-gathered)."""
 
-    Physical nodes are hostnames in order of their lowest rank. Without virtual nodes each
-    launcher node must be exactly one host; with them, a virtual node must not span hosts.
-    Returns {hostname: [ranks]}.
-    """
-    by_host: dict[str, list[int]] = {}
-    for rank, host in enumerate(hostnames):
-        by_host.setdefault(host, []).append(rank)
-    per_node = launch.local_world
-    for node in range(launch.num_nodes):
-        members = range(node * per_node, (node + 1) * per_node)
-        hosts = {hostnames[r] for r in members}
-        if len(hosts) > 1:
-            kind = "virtual node" if virtual else "node"
+    node_key: str
+    """The launcher's name for this rank's node (see `node_key`)."""
+    hostname: str
+    host_local_rank: int
+    """The launcher's local rank (selects the GPU)."""
+
+
+def node_key(env: Mapping[str, str], hostname: str) -> str:
+    """What identifies this rank's node: Slurm's node (under a Slurm step), hydra's host
+    name (PMI_HOSTNAME), else the host name. Ranks with equal keys share a node."""
+    if "SLURM_STEP_ID" in env:
+        slurm_node = env.get("SLURMD_NODENAME") or env.get("SLURM_NODEID")
+        if slurm_node:
+            return f"slurm:{slurm_node}"
+    if env.get("PMI_HOSTNAME"):
+        return f"hydra:{env['PMI_HOSTNAME']}"
+    return f"host:{hostname}"
+
+
+def whereabouts(env: Mapping[str, str], found: Detected) -> Whereabouts:
+    host = this_host()
+    return Whereabouts(
+        node_key=node_key(env, host), hostname=host, host_local_rank=found.host_local_rank
+    )
+
+
+def node_layout(reports: Sequence[Whereabouts], gpus_per_node: int | None) -> NodeMap:
+    """The rank -> node map from every rank's report, split into `--gpus-per-node` virtual
+    nodes when given. A UsageError names the rank and node when the launcher's view cannot
+    be right: a node on two hosts, two ranks of a node with one local rank (one GPU), or
+    nodes of different sizes."""
+    by_key: dict[str, Whereabouts] = {}
+    for rank, rep in enumerate(reports):
+        first = by_key.setdefault(rep.node_key, rep)
+        if rep.hostname != first.hostname:
             raise UsageError(
-                f"{kind} {node} (ranks {members.start}-{members.stop - 1}) spans hosts "
-                f"{sorted(hosts)}; place ranks in blocks per host or change --gpus-per-node"
+                f"launcher node {rep.node_key} holds ranks on hosts {first.hostname} and "
+                f"{rep.hostname} (rank {rank}); check the launcher's host list"
             )
-    if not virtual and len(by_host) != launch.num_nodes:
-        raise UsageError(
-            f"launcher reports {launch.num_nodes} nodes of {per_node} ranks but ranks run "
-            f"on {len(by_host)} hosts; pass --gpus-per-node to set the layout explicitly"
-        )
-    return by_host
+    seen: dict[tuple[str, int], int] = {}
+    for rank, rep in enumerate(reports):
+        other = seen.setdefault((rep.node_key, rep.host_local_rank), rank)
+        if other != rank:
+            raise UsageError(
+                f"ranks {other} and {rank} on {rep.node_key} both have local rank "
+                f"{rep.host_local_rank} (they would share a GPU); check the launcher's options"
+            )
+    try:
+        hosts = nodemap.from_keys([rep.node_key for rep in reports])
+        return nodemap.virtual(hosts, gpus_per_node) if gpus_per_node else hosts
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def place_comm(
+    comm: Comm, env: Mapping[str, str], found: Detected, gpus_per_node: int | None
+) -> NodeMap:
+    """Gather every rank's whereabouts over `comm`, derive the node layout, and give `comm`
+    its real node, local rank and node sizes. Returns the map (the same on every rank)."""
+    nodes = node_layout(comm.gather_object(whereabouts(env, found)), gpus_per_node)
+    place(comm, nodes)
+    return nodes
+
+
+def place(comm: Comm, nodes: NodeMap) -> None:
+    """Set the placement attributes of `comm` (world communicator) from `nodes`."""
+    comm.node = nodes.node[comm.rank]
+    comm.local_rank = nodes.local_rank[comm.rank]
+    comm.local_world = nodes.local_world
+    comm.num_nodes = nodes.num_nodes
 
 
 def this_host() -> str:

@@ -17,6 +17,7 @@ from bench.session import default_backend
 from bench.sizes import parse_size, sweep
 from collectives import ops as ops_registry
 from collectives.backends import BACKENDS
+from collectives.nodemap import NodeMap
 from collectives.ops.alltoallv import parse_matrix
 from collectives.ops.base import Collective
 
@@ -57,7 +58,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
         "--cudagraph",
         type=int,
         default=0,
-        help="capture N ops per CUDA graph and time replays (0: off)",
+        help="CUDA-graph mode as nccl-tests: capture -n ops in a graph, launch it N times "
+        "per sample (0: off)",
     )
     g.add_argument(
         "-z", "--blocking", type=_bool01, default=False, help="synchronize after every op (0/1)"
@@ -70,6 +72,13 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
         help="seconds any one collective may take before every rank exits",
     )
     g.add_argument("--blocks", type=int, default=5, help="loop/graph blocks (samples) per size")
+    g.add_argument(
+        "--no-align",
+        dest="align",
+        action="store_false",
+        help="skip the untimed op that lines ranks up on the GPU before each loop/graph block "
+        "(nccl-tests has none)",
+    )
     g.add_argument("--seed", type=int, default=0, help="seed of inputs and generators")
     lg = p.add_argument_group("launch")
     lg.add_argument("--backend", default="auto", help=f"auto, {', '.join(BACKENDS)}")
@@ -144,6 +153,7 @@ def resolve_timing(args: argparse.Namespace) -> Timing:
             check=args.check,
             num_blocks=args.blocks,
             graph_iters=args.cudagraph,
+            align=args.align,
             blocking=args.blocking,
             aggregation=agg,
         )
@@ -161,16 +171,19 @@ def parse_fault(text: str | None) -> Fault | None:
         raise UsageError(f"--inject-fault {text!r}: expected KIND:RANK:SIZE_INDEX") from None
 
 
-def op_options(args: argparse.Namespace, world: int, local_world: int) -> dict[str, Any]:
+def op_options(args: argparse.Namespace, nodes: NodeMap) -> dict[str, Any]:
+    """The op's keyword options on the ranks and nodes of `nodes` (the run's real layout)."""
+    world, local_world = nodes.world, nodes.local_world
     opts: dict[str, Any] = {"seed": args.seed}
     if getattr(args, "redop", None):
         opts["redop"] = args.redop
     if args.op == "pingpong":
-        opts["pair"] = resolve_pair(args.pair, world, local_world)
+        opts["pair"] = resolve_pair(args.pair, nodes)
     moe = moe_options()
     if moe is not None and ops_registry.op_class(args.op).size_unit == "tokens":
         moe.check_moe_args(args, world, args.gpus_per_node or local_world)
         opts.update(moe.moe_op_kwargs(args, local_world))
+        opts["rank_nodes"] = nodes.node
     if args.op == "alltoallv":
         opts["generator"], opts["skew"] = args.generator, args.skew
         if args.matrix:
@@ -186,17 +199,20 @@ def op_options(args: argparse.Namespace, world: int, local_world: int) -> dict[s
     return opts
 
 
-def resolve_pair(text: str, world: int, local_world: int) -> tuple[int, int]:
+def resolve_pair(text: str, nodes: NodeMap) -> tuple[int, int]:
+    """pingpong's two ranks: rank 0 and the next rank on its node (same-node) or the first
+    rank on another node (cross-node), wherever the launcher placed them, or `A,B`."""
+    world = nodes.world
     if world < 2:
         raise UsageError("pingpong needs at least 2 ranks; use --np 2 or a launcher")
     if text == "same-node":
-        if local_world < 2:
+        if nodes.local_world < 2:
             raise UsageError("--pair same-node needs 2 ranks per node; use cross-node")
-        return (0, 1)
+        return (0, nodes.ranks_on(nodes.node[0])[1])
     if text == "cross-node":
-        if local_world >= world:
+        if nodes.num_nodes < 2:
             raise UsageError("--pair cross-node needs 2 nodes; set --gpus-per-node")
-        return (0, local_world)
+        return (0, next(r for r in range(world) if nodes.node[r] != nodes.node[0]))
     try:
         a, b = (int(x) for x in text.split(","))
     except ValueError:
@@ -206,9 +222,11 @@ def resolve_pair(text: str, world: int, local_world: int) -> tuple[int, int]:
     return (a, b)
 
 
-def build_op(args: argparse.Namespace, world: int, local_world: int) -> Collective:
+def build_op(args: argparse.Namespace, nodes: NodeMap) -> Collective:
+    """The op of `args` for the ranks and nodes of `nodes`."""
+    world = nodes.world
     try:
-        op = ops_registry.get(args.op, **op_options(args, world, local_world))
+        op = ops_registry.get(args.op, **op_options(args, nodes))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if op.min_ranks > world:

@@ -35,7 +35,11 @@ class Timing:
     num_blocks: int = 5
     """Loop / graph blocks per point; each block gives one sample."""
     graph_iters: int = 0
-    """Ops captured per CUDA graph (-G); 0 disables graph mode."""
+    """Graph launches per block (-G): the graph holds num_iters ops, as in nccl-tests;
+    0 disables graph mode."""
+    align: bool = True
+    """On GPUs, one untimed op right before each loop/graph block lines the ranks' streams
+    up (--no-align skips it, as nccl-tests does)."""
     blocking: bool = False
     """Synchronize after every op in per-iteration mode (-z)."""
     aggregation: str = "max"
@@ -135,7 +139,7 @@ class PointRunner:
         for _ in range(self.timing.num_blocks):
             timer = comm.timer()
             comm.barrier()
-            if comm.device != "cpu":
+            if comm.device != "cpu" and self.timing.align:
                 # A host barrier leaves the ranks' streams tens of microseconds apart; one
                 # untimed op just before the start event lines them up on the device, so
                 # a late rank's arrival is not charged to the block.
@@ -155,13 +159,20 @@ class PointRunner:
         return self._blocks(issue, self.timing.num_iters, lambda: self.op.run(self.comm, bufs))
 
     def _graph(self, bufs: Buffers) -> list[float] | None:
-        n = self.timing.graph_iters
+        # As nccl-tests' -G: the graph holds -n ops and each block launches it -G times
+        # back to back, so a launch's fixed cost is shared by n x G ops, not charged to n.
+        n, launches = self.timing.num_iters, self.timing.graph_iters
         replay = self.comm.capture(lambda: self.op.run(self.comm, bufs), n)
         if replay is None:
             return None
         replay()  # warm the graph
         self.comm.synchronize()
-        return self._blocks(replay, n, lambda: self.op.run(self.comm, bufs))
+
+        def issue() -> None:
+            for _ in range(launches):
+                replay()
+
+        return self._blocks(issue, n * launches, lambda: self.op.run(self.comm, bufs))
 
     def measure(self, size: int, size_index: int, dtype: str) -> list[Record]:
         """All records of one point (one per timing mode that ran)."""

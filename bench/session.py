@@ -1,14 +1,16 @@
 """One benchmark process from start to end: communicator, preflight, results file, teardown.
 
-`Session` creates the backend's communicator from the detected launch, confirms the node
-layout against hostnames, refuses to go on when ranks disagree on the configuration
-(a hash of it is all-gathered before anything is timed), writes the header, and owns the
-watchdog whose firing closes the results file cleanly.
+`Session` creates the backend's communicator from the detected launch, derives the real
+rank -> node layout from what every rank reports (bench.launch.place_comm), refuses to go
+on when ranks disagree on the configuration (a hash of it is all-gathered before anything
+is timed), writes the header, and owns the watchdog whose firing closes the results file
+cleanly.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import hashlib
 import json
@@ -24,8 +26,9 @@ from bench import metadata
 from bench.errors import UsageError
 from bench.output import ResultWriter
 from bench.watchdog import Watchdog
-from collectives import backends
+from collectives import backends, nodemap
 from collectives.backends.base import BackendUnavailable, Comm, CommError, LaunchInfo
+from collectives.nodemap import NodeMap
 from results.schema import Header
 
 
@@ -86,15 +89,28 @@ class Session:
             gpus_per_node=gpus_per_node,
             timeout_s=timeout_s * 1.5 + 5,
             options=options,
+            rendezvous=backend != "mpi",  # MPI starts from its own launcher's wire-up
         )
         self.backend = backend
         self.timeout_s = timeout_s
         self.writer: ResultWriter | None = None
         self.dog = Watchdog(timeout_s, self.detected.rank, on_fire=self._on_timeout)
+        self.comm: Comm = self._start()
+        try:
+            with self.dog.guard("gathering the node layout"):
+                self.nodes = self._place(gpus_per_node)
+        except UsageError:
+            self.dog.close()
+            with contextlib.suppress(Exception):
+                self.comm.close()
+            raise
+
+    def _start(self) -> Comm:
+        """The backend's communicator; a UsageError (watchdog closed) when it cannot start."""
         try:
             # start-up imports libraries and waits for late ranks: allow it more time
-            with self.dog.guard(f"starting backend {backend}", max(timeout_s, 120.0)):
-                self.comm: Comm = backends.create(backend, self.launch)
+            with self.dog.guard(f"starting backend {self.backend}", max(self.timeout_s, 120.0)):
+                return backends.create(self.backend, self.launch)
         except BackendUnavailable as exc:
             self.dog.close()
             raise UsageError(str(exc), exit_code=3) from None
@@ -104,6 +120,20 @@ class Session:
         except ValueError as exc:  # a backend option the user gave that it cannot take
             self.dog.close()
             raise UsageError(str(exc)) from None
+
+    def _place(self, gpus_per_node: int | None) -> NodeMap:
+        """The real rank -> node map, applied to the communicator (fake: ranks in blocks)."""
+        if self.backend == "fake":  # one process poses as every rank: nothing to gather
+            return nodemap.block(self.launch.world, self.launch.local_world)
+        nodes = launch_mod.place_comm(self.comm, self.env, self.detected, gpus_per_node)
+        self.launch = dataclasses.replace(
+            self.launch,
+            node=self.comm.node,
+            local_rank=self.comm.local_rank,
+            local_world=self.comm.local_world,
+            num_nodes=self.comm.num_nodes,
+        )
+        return nodes
 
     @property
     def rank(self) -> int:
@@ -127,18 +157,25 @@ class Session:
                     f"{_differences(configs)}; launch every rank with the same command line"
                 )
             facts = self.comm.gather_object(metadata.local_facts())
-        if self.backend != "fake":
-            launch_mod.confirm_nodes(
-                [f["hostname"] for f in facts], self.launch, self.virtual_nodes
-            )
         return list(facts)
 
-    def rank_map(self) -> list[dict[str, Any]]:
-        per_node = self.launch.local_world
-        return [
-            {"rank": r, "node": r // per_node, "local_rank": r % per_node}
-            for r in range(self.launch.world)
-        ]
+    def rank_map(self, rank_facts: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+        """The rank -> node map as run: node and local rank (virtual under
+        --gpus-per-node), plus each rank's host when the facts are given."""
+        rows: list[dict[str, Any]] = [dict(row) for row in self.nodes.records()]
+        for row, facts in zip(rows, rank_facts or [], strict=False):
+            row["host"] = facts.get("hostname")
+        return rows
+
+    def node_layout(self) -> dict[str, Any]:
+        """Summary of the rank -> node map for the header (block, cyclic or other)."""
+        return {
+            "kind": self.nodes.kind,
+            "num_nodes": self.nodes.num_nodes,
+            "ranks_per_node": self.nodes.local_world,
+            "virtual": self.virtual_nodes,
+            "source": self.detected.launcher,
+        }
 
     def open_results(
         self,
@@ -159,9 +196,9 @@ class Session:
             launcher=self.detected.launcher,
             backend_facts=self.comm.facts(),
             rank_facts=rank_facts,
-            rank_map=self.rank_map(),
+            rank_map=self.rank_map(rank_facts),
+            extra={"node_layout": self.node_layout(), **dict(extra or {})},
             env=self.env,
-            extra=extra,
         )
         header = Header(
             run_id=uuid.uuid4().hex,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -142,7 +143,7 @@ def decode_bounds_from_summary(
     summary: pd.DataFrame,
     *,
     ops: tuple[str, ...] = ("alltoall", "dispatch", "moe_dispatch"),
-    **kwargs: float,
+    **kwargs: Any,
 ) -> pd.DataFrame:
     """The decode bound at each configuration's measured algbw nearest the decode message.
 
@@ -150,14 +151,14 @@ def decode_bounds_from_summary(
     (label, op, backend, predicted) the measured algbw at the size closest to it (log scale)
     sets the bandwidth.
     """
-    ref = decode_bound(bandwidth_gbps=1.0, **kwargs)  # type: ignore[arg-type]
+    ref = decode_bound(bandwidth_gbps=1.0, **kwargs)
     rows = []
     data = summary[summary["op"].astype(str).isin(ops) & (summary["algbw_gbps"] > 0)]
     keys = [k for k in ("label", "op", "backend", "dtype", "mode", "predicted") if k in data]
     for key, grp in data.groupby(keys, observed=True):
         dist = np.abs(np.log(grp["size_bytes"].clip(lower=1)) - np.log(ref.bytes_per_layer))
         best = grp.iloc[int(np.argmin(dist.to_numpy()))]
-        bound = decode_bound(bandwidth_gbps=float(best["algbw_gbps"]), **kwargs)  # type: ignore[arg-type]
+        bound = decode_bound(bandwidth_gbps=float(best["algbw_gbps"]), **kwargs)
         rows.append(
             {
                 **dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True)),

@@ -101,7 +101,8 @@ def str_values(series: pd.Series) -> np.ndarray:
     """The values of a column as an object array of str ('' for missing), fast on categoricals."""
     if isinstance(series.dtype, pd.CategoricalDtype):
         cats = np.array([str(c) for c in series.cat.categories] + [""], dtype=object)
-        return cats[series.cat.codes.to_numpy()]
+        values: np.ndarray = cats[series.cat.codes.to_numpy()]
+        return values
     return np.array(["" if v is None or v != v else str(v) for v in series], dtype=object)
 
 
@@ -112,7 +113,7 @@ def resolve_key(frame: pd.DataFrame, key: str) -> str:
     for prefix in ("meta.", "config."):
         if prefix + key in frame.columns:
             return prefix + key
-    ends = [c for c in frame.columns if c.endswith("." + key)]
+    ends: list[str] = [c for c in frame.columns if c.endswith("." + key)]
     if len(ends) == 1:
         return ends[0]
     hint = (

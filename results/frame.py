@@ -208,7 +208,7 @@ def _fill(rec: pd.DataFrame, name: str) -> np.ndarray:
     default = RECORD_DEFAULTS.get(name)
     if name not in rec.columns:
         return np.array([default] * len(rec), dtype=object)
-    col = rec[name].to_numpy(dtype=object)
+    col: np.ndarray = rec[name].to_numpy(dtype=object)
     if default is not None:
         col = np.where(pd.isna(col), default, col)
     return col

@@ -303,7 +303,7 @@ def _json_result(
         if not isinstance(body, dict):
             continue
         per_iter = entry.get(f"{place}_per_iter")
-        time_us = body.get("time", body.get("cpu_time"))
+        time_us: Any = body.get("time", body.get("cpu_time"))
         wrong = body.get("nwrong")
         fields = {
             **base,

@@ -11,6 +11,7 @@ of the whole frame), so a million samples summarise in well under a second.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -75,7 +76,8 @@ def _quantile(xs: np.ndarray, starts: np.ndarray, counts: np.ndarray, q: float) 
     lo = np.floor(pos).astype(np.int64)
     hi = np.minimum(lo + 1, counts - 1)
     frac = pos - lo
-    return xs[starts + lo] * (1 - frac) + xs[starts + hi] * frac
+    out: np.ndarray = xs[starts + lo] * (1 - frac) + xs[starts + hi] * frac
+    return out
 
 
 def summarize(
@@ -100,7 +102,7 @@ def summarize(
     _order_stats(out, xs, starts, counts, confidence)
     _moments(out, xs, starts, counts)
     _bandwidths(out)
-    out["warnings"] = [_warnings(row) for row in out.itertuples(index=False)]
+    out["warnings"] = [_warnings(row._asdict()) for row in out.itertuples(index=False)]
     return out
 
 
@@ -152,8 +154,7 @@ def _bandwidths(out: pd.DataFrame) -> None:
             out[name.replace("algbw", "busbw")] = bw * factor
 
 
-def _warnings(row: tuple) -> str:
-    r = row._asdict()  # type: ignore[attr-defined]
+def _warnings(r: dict[str, Any]) -> str:
     notes = []
     n, med = r["n"], r["median_s"]
     if n == 1:
@@ -208,7 +209,8 @@ def _slowest_share(ranks: pd.DataFrame, keys: list[str], out: pd.DataFrame) -> n
     iters = np.bincount(rec_s[last], minlength=int(rec.max()) + 1)
     out_rec = out.groupby(keys, observed=True, sort=True).ngroup().to_numpy()
     out_rank = out["rank"].to_numpy(dtype=np.int64)
-    return wins[out_rec * width + out_rank] / iters[out_rec]
+    share: np.ndarray = wins[out_rec * width + out_rank] / iters[out_rec]
+    return share
 
 
 def stragglers(table: pd.DataFrame, excess: float = STRAGGLER_EXCESS) -> pd.DataFrame:

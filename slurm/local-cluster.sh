@@ -9,6 +9,9 @@
 #   export SLURM_CONF=DIR/slurm.conf   # then sbatch, srun, squeue, sinfo talk to it
 #
 # slurmctld listens on BASE_PORT (default 17000); node K's slurmd on BASE_PORT+K.
+# Where the system allows it (root), each slurmd runs in its own UTS and mount namespace
+# with host name nK and an /etc/hosts (DIR/hosts) where n1..nN are this host, so ranks on
+# different nodes see different host names as on a real cluster, and the names resolve.
 # Each node declares CPUS_PER_NODE CPUs (default 2) whatever the host has, so nodes share
 # the host's cores. Exits non-zero, naming the log to read, if the nodes do not come up.
 set -euo pipefail
@@ -72,6 +75,12 @@ wait_idle() {
   return 1
 }
 
+# Whether each slurmd can get its own UTS namespace (needs root or CAP_SYS_ADMIN);
+# LOCAL_CLUSTER_SHARED_HOSTNAME=1 keeps every node on this host's name.
+own_hostnames() {
+  [[ ${LOCAL_CLUSTER_SHARED_HOSTNAME:-0} != 1 ]] && unshare --uts --mount true 2>/dev/null
+}
+
 start() {
   local dir num_nodes=${2:-2} base_port=${3:-17000} cpus=${4:-2} k
   command -v slurmctld >/dev/null 2>&1 || {
@@ -83,9 +92,21 @@ start() {
   mkdir -p "${dir}/state" "${dir}/run" "${dir}/log"
   for ((k = 1; k <= num_nodes; k++)); do mkdir -p "${dir}/spool/n${k}"; done
   write_conf "$dir" "$num_nodes" "$base_port" "$cpus"
+  # inside the nodes' namespaces every node name resolves to this host (hydra, MASTER_ADDR)
+  {
+    cat /etc/hosts
+    echo "127.0.0.1 $(for ((k = 1; k <= num_nodes; k++)); do printf 'n%s ' "$k"; done)"
+  } >"${dir}/hosts"
   slurmctld -i -f "${dir}/slurm.conf"
   for ((k = 1; k <= num_nodes; k++)); do
-    slurmd -N "n${k}" -f "${dir}/slurm.conf"
+    if own_hostnames; then # node K's tasks see host name nK, as on separate machines
+      # shellcheck disable=SC2016 # $1 $2 $3 expand in the inner shell
+      unshare --uts --mount sh -c \
+        'hostname "$1" && mount --bind "$3" /etc/hosts && exec slurmd -N "$1" -f "$2"' \
+        sh "n${k}" "${dir}/slurm.conf" "${dir}/hosts"
+    else
+      slurmd -N "n${k}" -f "${dir}/slurm.conf"
+    fi
   done
   wait_idle "$dir" "$num_nodes"
 }

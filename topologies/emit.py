@@ -1,7 +1,9 @@
 """Emitters: a rank map written as per-rank environment, an Open MPI rankfile, or Slurm flags,
 and parsers that read each form back (so every emitter round-trips in tests).
 
-Environment per rank: `CUDA_VISIBLE_DEVICES` (the rank's GPU), `NCCL_IB_HCA` in NCCL's exact
+Environment per rank: `CUDA_VISIBLE_DEVICES` (every GPU of the node, ordered so that device
+`local rank` is the map's GPU; unset when that is the natural order: docs/LAUNCHING.md,
+"GPU selection"), `NCCL_IB_HCA` in NCCL's exact
 `=hca:port:rail:plane` form (NCCL_IB_HCA in NCCL's env.rst: `<hca>[:<port>[:<rail>[:<plane>]]]`;
 NCCL never connects NICs of different planes), `NCCL_CROSS_NIC`, `UCX_NET_DEVICES` (the rank's
 own NIC), and `NVSHMEM_HCA_PE_MAPPING` (`hca:port:count` for the PEs of the node in local-rank
@@ -11,6 +13,7 @@ order, with `NVSHMEM_ENABLE_NIC_PE_MAPPING=1`).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -50,13 +53,45 @@ def _node_pe_mapping(cluster: Cluster, rmap: RankMap, node: int) -> str:
     return ",".join(parts)
 
 
+def visible_devices(rmap: RankMap, node: int, gpus_per_node: int) -> list[int]:
+    """The CUDA_VISIBLE_DEVICES order of `node`: the map's GPU of each of the node's ranks in
+    local-rank order, then the node's other GPUs. A rank opens device `local rank` (its index
+    among the node's ranks, which the launcher gives), so it lands on the map's GPU."""
+    mine = np.flatnonzero(rmap.node == node)
+    mine = mine[np.argsort(rmap.local_rank[mine], kind="stable")]
+    order = [int(g) for g in rmap.gpu[mine]]
+    return order + [g for g in range(gpus_per_node) if g not in order]
+
+
+def device_env(rmap: RankMap, rank: int, gpus_per_node: int) -> dict[str, str]:
+    """The GPU part of a rank's environment: every GPU of the node stays visible, reordered
+    by `visible_devices`; nothing when that order is the natural one (so a scheduler's own
+    CUDA_VISIBLE_DEVICES stays)."""
+    order = visible_devices(rmap, int(rmap.node[rank]), gpus_per_node)
+    if order == list(range(gpus_per_node)):
+        return {}
+    return {"CUDA_VISIBLE_DEVICES": ",".join(map(str, order))}
+
+
+def opened_gpu(env: Mapping[str, str], local_rank: int) -> int:
+    """The physical GPU that the rank with `local_rank` opens under `env`: device
+    `local_rank` of CUDA_VISIBLE_DEVICES, or GPU `local_rank` when it is unset."""
+    visible = env.get("CUDA_VISIBLE_DEVICES", "").strip()
+    if not visible:
+        return local_rank
+    order = visible.split(",")
+    if local_rank >= len(order):
+        raise ValueError(f"local rank {local_rank} but CUDA_VISIBLE_DEVICES={visible!r}")
+    return int(order[local_rank])
+
+
 def rank_env(cluster: Cluster, rmap: RankMap, rank: int) -> dict[str, str]:
-    """Environment for one rank (strings)."""
+    """Environment for one rank (strings): `device_env`, plus the NIC settings."""
     validate(cluster, rmap)
     if not 0 <= rank < rmap.world:
         raise ValueError(f"rank {rank} outside 0..{rmap.world - 1}")
-    node, gpu = int(rmap.node[rank]), int(rmap.gpu[rank])
-    env = {"CUDA_VISIBLE_DEVICES": str(gpu)}
+    node = int(rmap.node[rank])
+    env = device_env(rmap, rank, cluster.gpus_per_node)
     if cluster.fabric != "none":
         nic = cluster.nic_name(int(rmap.nic(cluster)[rank]))
         env.update(
@@ -74,12 +109,14 @@ def all_rank_env(cluster: Cluster, rmap: RankMap) -> list[dict[str, str]]:
     return [rank_env(cluster, rmap, r) for r in range(rmap.world)]
 
 
-def placement_from_env(cluster: Cluster, envs: list[dict[str, str]]) -> list[tuple[int, int]]:
-    """(gpu, nic) of each rank read back from its environment."""
+def placement_from_env(
+    cluster: Cluster, envs: list[dict[str, str]], local_ranks: Sequence[int]
+) -> list[tuple[int, int]]:
+    """(gpu, nic) of each rank read back from its environment and its local rank."""
     prefix = re.escape(cluster.nic_prefix)
     out = []
-    for env in envs:
-        gpu = int(env["CUDA_VISIBLE_DEVICES"])
+    for env, local_rank in zip(envs, local_ranks, strict=True):
+        gpu = opened_gpu(env, int(local_rank))
         m = re.fullmatch(prefix + r"(\d+):\d+", env.get("UCX_NET_DEVICES", ""))
         nic = int(m.group(1)) if m else -1
         out.append((gpu, nic))

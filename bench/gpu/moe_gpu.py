@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import faulthandler
 import json
 import os
 import pathlib
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -58,10 +60,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--iters", type=int, default=50)
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--no-flush", action="store_true", help="skip the L2 flush per iteration")
+    p.add_argument("--no-graph", action="store_true", help="skip the CUDA-graph timings")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="print a torch.profiler table of cached dispatch + combine (rank 0)",
+    )
     p.add_argument("--expert-dim", type=int, default=512, help="overlap stand-in MLP size")
     p.add_argument("--skip", default="", help="comma list of sections to skip: normal,ll,overlap")
     p.add_argument("--out", default=None, help="write JSON here (rank 0)")
     p.add_argument("--backend", default="torch-nccl", help="torch-nccl, or gloo (CPU rehearsal)")
+    p.add_argument(
+        "--stack-dump-s",
+        type=float,
+        default=0.0,
+        help="every this many seconds, dump every rank's Python stacks to stderr",
+    )
     return p.parse_args(argv)
 
 
@@ -73,6 +87,7 @@ class Bench:
     iters: int
     warmup: int
     flush: bool
+    use_graph: bool = False
 
     def __call__(self, fn: Callable[[], Any]) -> np.ndarray:
         cuda = torch.cuda.is_available() and self.comm.backend != "gloo"
@@ -93,6 +108,56 @@ class Bench:
             timer.stop()
         samples = np.asarray(timer.elapsed_s(), dtype=np.float64)
         return self.comm.max_over_ranks(samples)
+
+    def back_to_back(self, fn: Callable[[], Any]) -> float:
+        """DeepEP's `bench`: warm up, flush L2 once, time `iters` calls issued back to back
+        (events only, no sync between calls), mean of all but the first; max over ranks."""
+        for _ in range(self.warmup):
+            fn()
+        if torch.cuda.is_available() and self.comm.backend != "gloo":
+            torch.empty(L2_FLUSH_BYTES // 4, dtype=torch.int32, device="cuda").zero_()
+            torch.cuda.synchronize()
+        timer = self.comm.timer()
+        for _ in range(self.iters):
+            timer.start()
+            fn()
+            timer.stop()
+        samples = np.asarray(timer.elapsed_s(), dtype=np.float64)[1:]
+        return float(np.max(self.comm.max_over_ranks(np.asarray([samples.mean()]))))
+
+    def graph(self, fn: Callable[[], Any]) -> float:
+        """Seconds per call replaying `iters` calls captured in one CUDA graph (host issue
+        cost removed, as a CUDA-graphed decode step sees it); NaN where capture fails."""
+        try:
+            replay = self.comm.capture(fn, self.iters)
+        except RuntimeError as exc:
+            say(self.comm, f"graph capture failed: {str(exc).splitlines()[0][:120]}")
+            replay = None
+        if replay is None:
+            return float("nan")
+        replay()
+        timer = self.comm.timer()
+        for _ in range(5):
+            timer.start()
+            replay()
+            timer.stop()
+        per_call = np.asarray(timer.elapsed_s(), dtype=np.float64) / self.iters
+        return float(np.median(self.comm.max_over_ranks(per_call)))
+
+    def both(self, fn: Callable[[], Any], graph: bool = True) -> tuple[np.ndarray, float, float]:
+        """Per-iteration samples (synchronized, L2 flushed), DeepEP's back-to-back mean and
+        the CUDA-graph time per call (not for calls that read results on the host)."""
+        graphed = self.graph(fn) if self.use_graph and graph else np.nan
+        return self(fn), self.back_to_back(fn), graphed
+
+
+T0 = time.monotonic()
+
+
+def say(comm: Any, text: str) -> None:
+    """Progress on rank 0, with seconds since start (the table comes only at the end)."""
+    if comm.rank == 0:
+        print(f"[{time.monotonic() - T0:7.1f} s] {text}", flush=True)
 
 
 def stats(samples: np.ndarray) -> dict[str, float]:
@@ -139,9 +204,11 @@ def normal_mode(comm: Any, args: argparse.Namespace, bench: Bench) -> list[dict[
             wrong = check.check_dispatch(engine, first, lambda r: make_tokens(setup, r, "cpu"))  # noqa: B023
             nvl = engine.bytes_per_rank()
             label = f"{algo} dispatch {codec}"
+            say(comm, f"{label}: checked, #wrong {wrong}; timing")
             rows += _dispatch_rows(comm, engine, packed, first, bench, label, wrong, nvl)
             if codec == args.dispatch_codecs.split(",")[-1]:
                 rows.append(_combine_row(comm, engine, first, x, bench, algo, nvl))
+            say(comm, f"{label}: done")
     return rows
 
 
@@ -150,13 +217,13 @@ def _dispatch_rows(comm, engine, packed, first, bench, label, wrong, nvl) -> lis
     row_bytes = int(packed.shape[1])
     raw = None
     if engine.setup.algo == "flat":
-        raw = bench(raw_alltoall(comm, engine.plan.send_rows, handle.recv_rows, row_bytes))
-    full = bench(lambda: engine.dispatch(packed))
-    cached = bench(lambda: engine.dispatch(packed, cached=first))
+        raw = bench.both(raw_alltoall(comm, engine.plan.send_rows, handle.recv_rows, row_bytes))
+    full = bench.both(lambda: engine.dispatch(packed), graph=False)  # reads counts on the host
+    cached = bench.both(lambda: engine.dispatch(packed, cached=first))
     nvl_bytes = int(nvl["dispatch"]["deepep_nvl"][comm.rank])
     out = []
-    for name, samples in ((label, full), (f"{label} cached", cached)):
-        out.append(_row(name, samples, raw, nvl_bytes, wrong, row_bytes))
+    for name, timed in ((label, full), (f"{label} cached", cached)):
+        out.append(_row(name, timed, raw, nvl_bytes, wrong, row_bytes))
     if raw is not None:
         out.append(_row(f"raw all_to_all ({label} bytes)", raw, raw, nvl_bytes, 0, row_bytes))
     return out
@@ -169,22 +236,53 @@ def _combine_row(comm, engine, first, x, bench, algo, nvl) -> dict[str, Any]:
     row_bytes = engine.codec_combine.wire_bytes(1, engine.setup.hidden)
     raw = None
     if algo == "flat":
-        raw = bench(raw_alltoall(comm, first.handle.recv_rows, engine.plan.send_rows, row_bytes))
-    samples = bench(lambda: engine.combine(first, rows_in))
+        raw = bench.both(
+            raw_alltoall(comm, first.handle.recv_rows, engine.plan.send_rows, row_bytes)
+        )
+    samples = bench.both(lambda: engine.combine(first, rows_in))
     nvl_bytes = int(nvl["combine"]["deepep_nvl"][comm.rank])
     return _row(f"{algo} combine bf16", samples, raw, nvl_bytes, wrong, row_bytes)
 
 
-def _row(name, samples, raw, nvl_bytes, wrong, row_bytes) -> dict[str, Any]:
+def _row(name, timed, raw, nvl_bytes, wrong, row_bytes) -> dict[str, Any]:
+    samples, b2b_s, graph_s = timed
     st = stats(samples)
     row = {"case": name, **st, "nvl_bytes": nvl_bytes, "row_bytes": row_bytes,
            "nvl_gbps": nvl_bytes / (st["p50_us"] * 1e3), "num_wrong": int(wrong),
+           "b2b_mean_us": b2b_s * 1e6, "b2b_nvl_gbps": nvl_bytes / (b2b_s * 1e9),
+           "graph_us": graph_s * 1e6,
            "samples_s": samples.tolist()}  # fmt: skip
     if raw is not None:
-        row["raw_p50_us"] = float(np.median(raw) * 1e6)
+        row["raw_p50_us"] = float(np.median(raw[0]) * 1e6)
         row["vs_raw"] = st["p50_us"] / row["raw_p50_us"]
-        row["raw_samples_s"] = raw.tolist()
+        row["raw_b2b_mean_us"] = raw[1] * 1e6
+        row["b2b_vs_raw"] = b2b_s / raw[1]
+        row["graph_vs_raw"] = graph_s / raw[2]
+        row["raw_samples_s"] = raw[0].tolist()
     return row
+
+
+def profile(comm: Any, args: argparse.Namespace) -> None:
+    """Where a cached FP8 dispatch and a BF16 combine spend host and device time."""
+    setup = make_setup(args, codec_dispatch=first_codec(args))
+    engine = MoEEngine(comm, setup)
+    packed = engine.pack(make_tokens(setup, comm.rank, engine.device))
+    first = engine.dispatch(packed)
+    rows_in = check.identity_rows(engine, first).to(torch.bfloat16)
+    for _ in range(3):
+        engine.dispatch(packed, cached=first)
+        engine.combine(first, rows_in)
+    torch.cuda.synchronize()
+    acts = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+    with torch.profiler.profile(activities=acts) as prof:
+        for _ in range(5):
+            engine.dispatch(packed, cached=first)
+            engine.combine(first, rows_in)
+        torch.cuda.synchronize()
+    if comm.rank == 0:
+        table = prof.key_averages()
+        print(table.table(sort_by="self_cuda_time_total", row_limit=18, max_name_column_width=48))
+        print(table.table(sort_by="self_cpu_time_total", row_limit=18, max_name_column_width=48))
 
 
 def low_latency(comm: Any, args: argparse.Namespace, bench: Bench) -> list[dict[str, Any]]:
@@ -203,14 +301,17 @@ def low_latency(comm: Any, args: argparse.Namespace, bench: Bench) -> list[dict[
         block = comm.world * tokens
         d = bench(lambda: engine.dispatch(packed))  # noqa: B023
         c = bench(lambda: engine.combine(result, rows_in))  # noqa: B023
+        graphs = {"dispatch_graph_us": bench.graph(lambda: engine.dispatch(packed)) * 1e6,  # noqa: B023
+                  "combine_graph_us": bench.graph(lambda: engine.combine(result, rows_in)) * 1e6}  # noqa: B023  # fmt: skip
         raw_d = bench(raw_alltoall(comm, [tokens] * comm.world, [tokens] * comm.world,
                                    int(packed.shape[1])))  # fmt: skip
         raw_c = bench(raw_alltoall(comm, [tokens] * comm.world, [tokens] * comm.world,
                                    setup.hidden * 2))  # fmt: skip
+        say(comm, f"low-latency {tokens} tokens: dispatch {np.median(d) * 1e6:.1f} us")
         rows.append({
             "tokens": tokens, "rows_per_rank": block, "num_wrong": int(wrong),
             "dispatch": stats(d), "combine": stats(c),
-            "raw_dispatch_bytes": stats(raw_d), "raw_combine_bytes": stats(raw_c),
+            "raw_dispatch_bytes": stats(raw_d), "raw_combine_bytes": stats(raw_c), **graphs,
         })  # fmt: skip
     return rows
 
@@ -232,19 +333,24 @@ def overlap(comm: Any, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def print_table(results: dict[str, Any]) -> None:
-    print(f"{'case':<44}{'p50 us':>10}{'NVL GB/s':>10}{'raw us':>10}{'x raw':>8}{'#wrong':>8}")
+    print(f"{'case':<44}{'p50 us':>9}{'NVL GB/s':>9}{'raw us':>9}{'x raw':>7}"
+          f"{'b2b us':>9}{'b2b GB/s':>9}{'x raw':>7}{'graph us':>9}{'x raw':>7}"
+          f"{'#wrong':>7}")  # fmt: skip
+    nan = float("nan")
     for row in results.get("normal", []):
-        raw = row.get("raw_p50_us")
-        print(f"{row['case']:<44}{row['p50_us']:>10.1f}{row['nvl_gbps']:>10.1f}"
-              f"{raw if raw is None else round(raw, 1)!s:>10}"
-              f"{row.get('vs_raw', float('nan')):>8.2f}{row['num_wrong']:>8}")  # fmt: skip
+        print(f"{row['case']:<44}{row['p50_us']:>9.1f}{row['nvl_gbps']:>9.1f}"
+              f"{row.get('raw_p50_us', nan):>9.1f}{row.get('vs_raw', nan):>7.2f}"
+              f"{row['b2b_mean_us']:>9.1f}{row['b2b_nvl_gbps']:>9.1f}"
+              f"{row.get('b2b_vs_raw', nan):>7.2f}{row['graph_us']:>9.1f}"
+              f"{row.get('graph_vs_raw', nan):>7.2f}{row['num_wrong']:>7}")  # fmt: skip
     if results.get("low_latency"):
-        print(f"\n{'LL tokens':<10}{'dispatch us':>12}{'raw':>8}{'combine us':>12}{'raw':>8}"
-              f"{'#wrong':>8}")  # fmt: skip
+        print(f"\n{'LL tokens':<10}{'dispatch us':>12}{'raw':>8}{'graph':>8}{'combine us':>12}"
+              f"{'raw':>8}{'graph':>8}{'#wrong':>8}")  # fmt: skip
         for row in results["low_latency"]:
             print(f"{row['tokens']:<10}{row['dispatch']['p50_us']:>12.1f}"
-                  f"{row['raw_dispatch_bytes']['p50_us']:>8.1f}{row['combine']['p50_us']:>12.1f}"
-                  f"{row['raw_combine_bytes']['p50_us']:>8.1f}{row['num_wrong']:>8}")  # fmt: skip
+                  f"{row['raw_dispatch_bytes']['p50_us']:>8.1f}{row['dispatch_graph_us']:>8.1f}"
+                  f"{row['combine']['p50_us']:>12.1f}{row['raw_combine_bytes']['p50_us']:>8.1f}"
+                  f"{row['combine_graph_us']:>8.1f}{row['num_wrong']:>8}")  # fmt: skip
     if results.get("overlap"):
         ov = results["overlap"]
         print(
@@ -255,24 +361,29 @@ def print_table(results: dict[str, Any]) -> None:
 
 
 def worker(args: argparse.Namespace) -> None:
+    if args.stack_dump_s > 0:
+        faulthandler.dump_traceback_later(args.stack_dump_s, repeat=True)
     found = detect(os.environ)
     device = "cpu" if args.backend == "gloo" else "cuda"
     if device == "cpu":
         torch.set_num_threads(1)  # one core per rank; oversubscribed ranks time themselves
     launch = launch_info(found, gpus_per_node=args.gpus_per_node, timeout_s=600, device=device)
-    if found.launcher == "torchrun":  # torchrun's own store holds MASTER_PORT
-        launch = dataclasses.replace(launch, master_port=launch.master_port + 11)
     comm = create(args.backend, launch)
-    bench = Bench(comm, args.iters, args.warmup, not args.no_flush)
+    say(comm, f"{comm.world} ranks up on {args.backend}")
+    bench = Bench(comm, args.iters, args.warmup, not args.no_flush,
+                  use_graph=device == "cuda" and not args.no_graph)  # fmt: skip
     skip = set(args.skip.split(","))
     results: dict[str, Any] = {"world": comm.world, "facts": comm.facts(),
                                "gpu": torch.cuda.get_device_name() if device == "cuda" else "cpu",
                                "args": vars(args)}  # fmt: skip
     if "normal" not in skip:
         results["normal"] = normal_mode(comm, args, bench)
+    if args.profile:
+        profile(comm, args)
     if "ll" not in skip:
         results["low_latency"] = low_latency(comm, args, bench)
     if "overlap" not in skip:
+        say(comm, "overlap")
         results["overlap"] = overlap(comm, args)
     if comm.rank == 0:
         print_table(results)
@@ -284,7 +395,7 @@ def worker(args: argparse.Namespace) -> None:
 def _spawned(index: int, args: argparse.Namespace, port: int) -> None:
     os.environ.update(RANK=str(index), LOCAL_RANK=str(index), WORLD_SIZE=str(args.gpus),
                       LOCAL_WORLD_SIZE=str(args.gpus), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port - 11))  # fmt: skip
+                      MASTER_PORT=str(port))  # fmt: skip
     worker(args)
 
 

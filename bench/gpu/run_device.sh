@@ -2,20 +2,23 @@
 # Check and time epbench on a GPU machine in one call, beside nccl-tests built there.
 #
 #   bash bench/gpu/run_device.sh PART...
-#   PART: env nccltests fixtures core probe codecs moe
+#   PART: env nccltestsbuild nccltests fixtures core loopnoalign transports ncclexp probe
+#         codecs compressed moe deepepbuild deepep pack
 #
-# nccl-tests' source is expected, unpacked, in .device/nccl-tests (not part of the
-# repository). Logs and JSON go to $OUT (default /tmp/epbench-device). NVLink multicast
+# nccl-tests' source is expected, unpacked, in .device/nccl-tests and DeepEP's (V1, e.g.
+# commit 567632dd) in .device/deepep (neither is part of the repository; a prebuilt DeepEP
+# extension carried as .device/deepep-build.tgz is used instead of building). Logs and JSON go to $OUT (default /tmp/epbench-device). NVLink multicast
 # stays off (NCCL_NVLS_ENABLE=0) in every process started here.
 set -uo pipefail
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 OUT=${OUT:-/tmp/epbench-device}
 mkdir -p "$OUT"
-NGPU=$(nvidia-smi -L | wc -l)
+# NGPU ranks, one per GPU (default: every GPU; with CUDA_VISIBLE_DEVICES, those GPUs)
+NGPU=${NGPU:-$(nvidia-smi -L | wc -l)}
 MPIRUN=(mpirun --allow-run-as-root --oversubscribe -x NCCL_NVLS_ENABLE -x PYTHONPATH
-        -x PYTHONUNBUFFERED -np "$NGPU")
-SIZES=(-b 1K -e 1G -f 2)
+        -x PYTHONUNBUFFERED ${CUDA_VISIBLE_DEVICES:+-x CUDA_VISIBLE_DEVICES} -np "$NGPU")
+read -r -a SIZES <<<"${SIZES_ARGS:--b 1K -e 1G -f 2}"
 
 section() { echo; echo "=== $* ($(date +%T))"; }
 
@@ -37,8 +40,9 @@ print(pathlib.Path(list(m.__path__)[0]))
 EOF
 }
 
-part_nccltests() {
+part_nccltestsbuild() {
   section nccl-tests build
+  [ -x .device/nccl-tests/build/alltoall_perf ] && return 0
   local nccl mpi
   nccl=$(nccl_home)
   mpi=$(dirname "$(dirname "$(command -v mpicc)")")
@@ -49,7 +53,11 @@ part_nccltests() {
   make -C .device/nccl-tests -j16 MPI=1 MPI_HOME="$mpi" NCCL_HOME="$nccl" \
     CUDA_HOME=/usr/local/cuda NVCC_GENCODE="-gencode=arch=compute_90,code=sm_90" \
     >"$OUT/nccltests-build.log" 2>&1 || { tail -30 "$OUT/nccltests-build.log"; return 1; }
-  export LD_LIBRARY_PATH="$nccl/lib:${LD_LIBRARY_PATH:-}"
+}
+
+part_nccltests() {
+  part_nccltestsbuild || return 1
+  export LD_LIBRARY_PATH="$(nccl_home)/lib:${LD_LIBRARY_PATH:-}"
   local b=.device/nccl-tests/build
   for t in all_reduce alltoall; do
     section "nccl-tests $t (loop)"
@@ -96,6 +104,24 @@ part_core() {
     --out "$OUT/nccl-backend.json" 2>&1 | tail -40
 }
 
+part_transports() {
+  section "NCCL transports (epbench nccl backend, NCCL_DEBUG=INFO)"
+  "${MPIRUN[@]}" -x NCCL_DEBUG=INFO python3 -m bench run alltoall --backend nccl -b 1K -e 4K \
+    -d bfloat16 -n 5 -w 2 2>&1 | grep -E "NCCL version|via|Channel 00|nvls|cuMem" | sort -u | head -20
+}
+
+part_ncclexp() {
+  # Which NCCL setting moves the small-size graph time (1 KiB - 64 KiB, bf16)?
+  local setting
+  for setting in "" NCCL_GRAPH_REGISTER=0 NCCL_GRAPH_MIXING_SUPPORT=0 NCCL_PROTO=LL; do
+    for op in allreduce alltoall; do
+      section "epbench $op nccl graph ${setting:-default}"
+      env $setting "${MPIRUN[@]}" ${setting:+-x "${setting%%=*}"} python3 -m bench run "$op" \
+        --backend nccl -b 1K -e 64K -f 4 -d bfloat16 -n 20 -w 5 -G 20 2>&1 | grep -E '^ +[0-9]'
+    done
+  done
+}
+
 part_probe() {
   section "host vs device cost per small op"
   "${MPIRUN[@]}" python3 tests/gpu/probe_overhead.py
@@ -103,18 +129,81 @@ part_probe() {
 
 part_codecs() {
   section codecs
-  [ -f bench/gpu/codec_gpu.py ] && python3 bench/gpu/codec_gpu.py --out "$OUT/codecs.json"
+  python3 bench/gpu/codec_gpu.py --out "$OUT/codecs.json" ${CODEC_ARGS:-}
+  part_compressed
+}
+
+part_compressed() {
   for codec in none fp8_e4m3 logfmt8 logfmt10; do
     section "compressed alltoall $codec"
     python3 -m bench run alltoall --backend torch-nccl --np "$NGPU" -b 56M -e 56M \
       -d bfloat16 --codec "$codec" -n 20 -w 5 -o "$OUT/a2a-$codec.jsonl" --overwrite
+    python3 - "$OUT/a2a-$codec.jsonl" <<'EOF2'
+import json, sys
+for line in open(sys.argv[1]):
+    extra = json.loads(line).get("extra") or {}
+    if "encode_median_s" in extra:
+        print("phases (median us): " + ", ".join(
+            f"{k[:-9]} {extra[k] * 1e6:.1f}" for k in
+            ("encode_median_s", "transfer_median_s", "decode_median_s")))
+        break
+EOF2
+  done
+}
+
+part_loopnoalign() {
+  # Is the small-size loop time a per-block cost? The same loop without the alignment op,
+  # and with 200 ops per block instead of 20.
+  local op variant
+  for op in allreduce alltoall; do
+    for variant in "-n 20 --no-align" "-n 200"; do
+      section "epbench $op nccl loop, $variant"
+      # shellcheck disable=SC2086
+      "${MPIRUN[@]}" python3 -m bench run "$op" --backend nccl -b 1K -e 64K -f 4 -d bfloat16 \
+        -w 5 $variant 2>&1 | grep -E '^ +[0-9]'
+    done
   done
 }
 
 part_moe() {
-  section moe
-  [ -f bench/gpu/moe_gpu.py ] && torchrun --nproc-per-node "$NGPU" bench/gpu/moe_gpu.py \
-    --out "$OUT/moe.json"
+  section "moe ($NGPU GPUs)"
+  timeout -k 10 "${MOE_TIMEOUT:-300}" python3 bench/gpu/moe_gpu.py --gpus "$NGPU" \
+    --stack-dump-s 60 --out "$OUT/moe-$NGPU.json" ${MOE_ARGS:-} 2>&1 | tee "$OUT/moe-$NGPU.log"
+}
+
+deepep_build() {
+  local src=.device/deepep
+  compgen -G "$src/deep_ep_cpp*.so" >/dev/null && return 0
+  if [ -f .device/deepep-build.tgz ]; then
+    tar -C "$src" -xzf .device/deepep-build.tgz && return 0
+  fi
+  # With the image's NVSHMEM (pip nvidia-nvshmem): this DeepEP does not link without it.
+  local cccl=/usr/local/cuda/include/cccl
+  ( cd "$src" && CPATH="$cccl${CPATH:+:$CPATH}" NVCC_APPEND_FLAGS="-I$cccl" \
+      TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=32 python3 setup.py build_ext --inplace ) \
+    >"$OUT/deepep-build.log" 2>&1 || { tail -30 "$OUT/deepep-build.log"; return 1; }
+  ( cd "$src" && tar -czf "$OUT/deepep-build.tgz" deep_ep_cpp*.so )
+}
+
+part_deepepbuild() {
+  section "DeepEP build"
+  deepep_build
+}
+
+part_pack() {
+  # $OUT returns at most 8 files: everything but the DeepEP build goes into one archive.
+  ( cd "$OUT" && tar -czf results.tgz --exclude=results.tgz --exclude=deepep-build.tgz ./* &&
+    find . -mindepth 1 ! -name results.tgz ! -name deepep-build.tgz -delete )
+}
+
+part_deepep() {
+  section "DeepEP build"
+  [ -d .device/deepep ] || { echo "no .device/deepep"; return 1; }
+  deepep_build || return 1
+  section "DeepEP intranode test ($NGPU GPUs)"
+  ( cd .device/deepep && PYTHONPATH="$PWD" timeout -k 10 "${DEEPEP_TIMEOUT:-300}" \
+      python3 tests/test_intranode.py --num-processes "$NGPU" ) 2>&1 \
+    | tee "$OUT/deepep-intranode-$NGPU.log"
 }
 
 for part in "$@"; do

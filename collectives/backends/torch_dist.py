@@ -10,6 +10,7 @@ which lets the runner rehearse a 64-rank configuration in one process.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import time
 from collections.abc import Callable, Sequence
@@ -280,7 +281,8 @@ class TorchComm:
             group = dist.new_group(ranks=ranks, backend=dist.get_backend(self._group))
             if c == color:
                 mine = group
-        sub = TorchComm(self._launch, self.backend, group=mine)
+        here = {k: getattr(self, k) for k in ("node", "local_rank", "local_world", "num_nodes")}
+        sub = TorchComm(dataclasses.replace(self._launch, **here), self.backend, group=mine)
         return sub
 
     def close(self) -> None:

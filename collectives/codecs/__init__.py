@@ -9,7 +9,7 @@ device (`torch_ops`) and, where Triton is importable, Triton kernels for CUDA te
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -27,6 +27,37 @@ def _check_input(x: Any) -> torch.Tensor:
     if x.dtype not in (torch.float32, torch.bfloat16):
         raise ValueError(f"codec input dtype {x.dtype} not supported; use float32 or bfloat16")
     return x.contiguous()
+
+
+class _Impl(Protocol):
+    """What each implementation module (ref_api, cpu_numba, torch_impl, triton_kernels)
+    offers."""
+
+    def encode(self, spec: CodecSpec, x: torch.Tensor) -> torch.Tensor: ...
+
+    def decode(
+        self, spec: CodecSpec, wire: torch.Tensor, num_tokens: int, hidden: int
+    ) -> torch.Tensor: ...
+
+
+def _impl_module(impl: str) -> _Impl:
+    if impl == "numpy":
+        from collectives.codecs import ref_api
+
+        return ref_api
+    if impl == "numba":
+        from collectives.codecs import cpu_numba
+
+        return cpu_numba
+    if impl == "torch":
+        from collectives.codecs import torch_impl
+
+        return torch_impl
+    from collectives.codecs import triton_kernels
+
+    if triton_kernels.triton is None:
+        raise ValueError("codec implementation 'triton' needs the triton package")
+    return triton_kernels
 
 
 class Codec:
@@ -60,28 +91,21 @@ class Codec:
             return "triton" if triton_kernels.available() else "torch"
         return "numba"
 
-    def _module(self, device: torch.device):  # type: ignore[no-untyped-def]
+    def _module(self, device: torch.device) -> tuple[str, _Impl]:
         impl = self.resolve(device)
-        if impl == "numpy":
-            from collectives.codecs import ref_api as module
-        elif impl == "numba":
-            from collectives.codecs import cpu_numba as module
-        elif impl == "torch":
-            from collectives.codecs import torch_impl as module
-        else:
-            from collectives.codecs import triton_kernels as module
-
-            if module.triton is None:
-                raise ValueError("codec implementation 'triton' needs the triton package")
         if impl in ("numpy", "numba") and device.type != "cpu":
             raise ValueError(f"codec implementation {impl!r} runs on CPU tensors only")
-        return module
+        return impl, _impl_module(impl)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """[num_tokens, hidden] float32/bfloat16 -> flat uint8 wire tensor, same device."""
         x = _check_input(x)
-        module = self._module(x.device)
-        if module.__name__.endswith("triton_kernels"):
+        impl, module = self._module(x.device)
+        if self.spec.kind == "bf16" and impl in ("torch", "triton"):
+            from collectives.codecs import torch_ops
+
+            return torch_ops.encode_bf16(x, self.spec)  # no float32 widening pass
+        if impl == "triton":
             return module.encode(self.spec, x)  # reads bfloat16 directly
         return module.encode(self.spec, x.float())
 
@@ -93,7 +117,8 @@ class Codec:
                 f"{self.name} wire for [{num_tokens}, {hidden}] must be {expected} uint8 bytes, "
                 f"got {wire.numel()} of {wire.dtype}"
             )
-        return self._module(wire.device).decode(self.spec, wire.reshape(-1), num_tokens, hidden)
+        _, module = self._module(wire.device)
+        return module.decode(self.spec, wire.reshape(-1), num_tokens, hidden)
 
     def sent_bytes(self, wire: torch.Tensor, num_tokens: int, hidden: int) -> int:
         """Bytes a variable-size transfer would move: for DeepEP's LogFMT-10 the metadata

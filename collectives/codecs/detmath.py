@@ -11,6 +11,11 @@ anywhere on these paths (numba does not contract; Triton kernels run with fp fus
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
 
 LN2 = math.log(2.0)
 INV_LN2 = 1.0 / LN2
@@ -26,20 +31,24 @@ EXP2_COEFFS = tuple(LN2**i / math.factorial(i) for i in range(11))
 ATANH_TOP, ATANH_REST = ATANH_COEFFS[-1], tuple(reversed(ATANH_COEFFS[:-1]))
 EXP2_TOP, EXP2_REST = EXP2_COEFFS[-1], tuple(reversed(EXP2_COEFFS[:-1]))
 
+Real = TypeVar("Real", float, "np.ndarray", "torch.Tensor")
+"""What the Horner helpers take and return: a scalar, a numpy array or a torch tensor."""
 
-def log2_mantissa(f):  # type: ignore[no-untyped-def]
+
+# The first Horner step is written out so that `p` has the argument's type throughout.
+def log2_mantissa(f: Real) -> Real:
     """log2(f) for f in [sqrt(1/2), sqrt(2)) (float64 array, tensor or scalar)."""
     u = (f - 1.0) / (f + 1.0)
     u2 = u * u
-    p = ATANH_TOP
-    for c in ATANH_REST:
+    p = ATANH_TOP * u2 + ATANH_REST[0]
+    for c in ATANH_REST[1:]:
         p = p * u2 + c
     return (2.0 * u * p) * INV_LN2
 
 
-def exp2_fraction(r):  # type: ignore[no-untyped-def]
+def exp2_fraction(r: Real) -> Real:
     """2^r for r in [-1/2, 1/2] (float64 array, tensor or scalar)."""
-    p = EXP2_TOP
-    for c in EXP2_REST:
+    p = EXP2_TOP * r + EXP2_REST[0]
+    for c in EXP2_REST[1:]:
         p = p * r + c
     return p

@@ -8,8 +8,6 @@ import numba
 import numpy as np
 
 from collectives.codecs.numba_kernels import (
-    BF16_NAN,
-    DEEPEP_KMAX,
     deepep_params,
     exp2_det,
     get_bits,
@@ -17,7 +15,7 @@ from collectives.codecs.numba_kernels import (
     pjit,
     put_bits,
 )
-from collectives.codecs.spec import TILE
+from collectives.codecs.spec import BF16_NAN, DEEPEP_KMAX, TILE
 
 
 @numba.njit(inline="always")

@@ -9,30 +9,34 @@ fused multiply-adds and keeps every float32 operation in float32.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import cast
 
 import numba
 import numpy as np
 
 from collectives.codecs import detmath
+from collectives.codecs.detmath import INV_LN2, LN2, SQRT_HALF
 from collectives.codecs.spec import (
+    BF16_NAN,
     DEEPEP_CLAMP_LOG2,
+    DEEPEP_KMAX,
     FLT_MAX,
     FLT_MIN_NORMAL,
     LOGFMT_CLAMP_LN,
     TILE,
 )
 
-LN2, INV_LN2, SQRT_HALF = detmath.LN2, detmath.INV_LN2, detmath.SQRT_HALF
 F32_MIN_NORMAL = np.float32(FLT_MIN_NORMAL)
 F32_MAX = np.float32(FLT_MAX)
 MAGIC_F32 = np.float32(2.0**23)
-DEEPEP_KMAX = 511
-BF16_NAN = 0x7FC0
 
 jit = numba.njit(cache=True, nogil=True)
 pjit = numba.njit(cache=True, nogil=True, parallel=True)
-_log2_mantissa = numba.njit(inline="always")(detmath.log2_mantissa)
-_exp2_fraction = numba.njit(inline="always")(detmath.exp2_fraction)
+# The Horner helpers take arrays, tensors or scalars; compiled here for float64 scalars.
+_Scalar = Callable[[float], float]
+_log2_mantissa = numba.njit(inline="always")(cast(_Scalar, detmath.log2_mantissa))
+_exp2_fraction = numba.njit(inline="always")(cast(_Scalar, detmath.exp2_fraction))
 
 
 @numba.njit(inline="always")

@@ -11,6 +11,7 @@ import numpy as np
 
 from collectives.codecs import detmath
 from collectives.codecs.spec import (
+    BF16_NAN,
     FLT_MAX,
     FLT_MIN_NORMAL,
     FP8_MIN_TILE_AMAX,
@@ -24,7 +25,6 @@ from collectives.codecs.spec import (
 )
 
 F32, F64, I64 = np.float32, np.float64, np.int64
-BF16_NAN = 0x7FC0
 
 
 # ---- deterministic float64 log2 / exp2 --------------------------------------------------
@@ -34,13 +34,15 @@ def log2_det(x: np.ndarray) -> np.ndarray:
     small = mant < detmath.SQRT_HALF
     mant = np.where(small, mant * 2.0, mant)
     exp = np.where(small, exp - 1, exp)
-    return exp.astype(F64) + detmath.log2_mantissa(mant)
+    out: np.ndarray = exp.astype(F64) + detmath.log2_mantissa(mant)
+    return out
 
 
 def exp2_det(y: np.ndarray) -> np.ndarray:
     """2^y for finite float64 y in [-1000, 1000]."""
     k = np.floor(y + 0.5)
-    return np.ldexp(detmath.exp2_fraction(y - k), k.astype(np.int32))
+    out: np.ndarray = np.ldexp(detmath.exp2_fraction(y - k), k.astype(np.int32))
+    return out
 
 
 # ---- shared helpers ----------------------------------------------------------------------
@@ -84,7 +86,8 @@ def unpack_codes(data: np.ndarray, num: int, bits: int) -> np.ndarray:
     """Inverse of pack_codes: [T, bytes] -> [T, num] int64 codes."""
     flat = np.unpackbits(data, axis=-1, bitorder="little")[:, : num * bits]
     planes = flat.reshape(data.shape[0], num, bits).astype(I64)
-    return (planes << np.arange(bits)).sum(axis=-1)
+    codes: np.ndarray = (planes << np.arange(bits)).sum(axis=-1)
+    return codes
 
 
 def finite_abs(xt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -98,7 +101,9 @@ def rows(meta: np.ndarray, codes: np.ndarray) -> np.ndarray:
     return np.concatenate([meta.view(np.uint8), codes.astype(np.uint8)], axis=1).reshape(-1)
 
 
-def split_rows(wire: np.ndarray, spec: CodecSpec, num_tokens: int, hidden: int):  # type: ignore[no-untyped-def]
+def split_rows(
+    wire: np.ndarray, spec: CodecSpec, num_tokens: int, hidden: int
+) -> tuple[np.ndarray, np.ndarray]:
     w = wire.reshape(num_tokens, row_bytes(spec, hidden))
     mb = meta_row_bytes(spec, hidden)
     return np.ascontiguousarray(w[:, :mb]), w[:, mb:]
@@ -126,7 +131,8 @@ def fp8_codes(y: np.ndarray, fmt: Fp8Format) -> np.ndarray:
     normal = normal - ((127 - fmt.bias) << fmt.man_bits)
     sub = np.rint(mag * F32(fmt.subnormal_scale)).astype(I64)
     code = np.minimum(np.where(mag < F32(fmt.min_normal), sub, normal), fmt.max_code)
-    return code | np.where(y < 0, 0x80, 0)
+    signed: np.ndarray = code | np.where(y < 0, 0x80, 0)
+    return signed
 
 
 def pow2_ceil(s: np.ndarray) -> np.ndarray:

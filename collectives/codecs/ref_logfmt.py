@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from collectives.codecs import detmath
+from collectives.codecs.detmath import INV_LN2, LN2
 from collectives.codecs.ref import (
-    BF16_NAN,
     F32,
     F64,
     I64,
@@ -34,7 +33,9 @@ from collectives.codecs.ref import (
     unpack_codes,
 )
 from collectives.codecs.spec import (
+    BF16_NAN,
     DEEPEP_CLAMP_LOG2,
+    DEEPEP_KMAX,
     FLT_MAX,
     LOGFMT_CLAMP_LN,
     CodecSpec,
@@ -43,9 +44,6 @@ from collectives.codecs.spec import (
     parse,
     tile_lengths,
 )
-
-LN2, INV_LN2 = detmath.LN2, detmath.INV_LN2
-DEEPEP_KMAX = 511
 
 
 def ln_det(x: np.ndarray) -> np.ndarray:
@@ -62,8 +60,9 @@ def logfmt_meta(ax: np.ndarray, finite: np.ndarray) -> tuple[np.ndarray, np.ndar
     amax = ax.max(axis=-1).astype(F64)
     amin = np.where(ax > 0, ax, F32(np.inf)).min(axis=-1).astype(F64)
     zero = amax == 0
-    big = F32(ln_det(np.where(zero, 1.0, amax)))
-    small = F32(np.maximum(ln_det(np.where(zero, 1.0, amin)), big.astype(F64) - LOGFMT_CLAMP_LN))
+    big = ln_det(np.where(zero, 1.0, amax)).astype(F32)
+    floor = big.astype(F64) - LOGFMT_CLAMP_LN
+    small = np.maximum(ln_det(np.where(zero, 1.0, amin)), floor).astype(F32)
     big = np.where(finite, np.where(zero, F32(0), big), F32(np.nan))
     small = np.where(finite, np.where(zero, F32(0), small), F32(np.nan))
     return small.astype(F32), big.astype(F32)
@@ -78,7 +77,9 @@ def logfmt_step(small: np.ndarray, big: np.ndarray, kmax: int) -> tuple[np.ndarr
     return step, np.where(step > 0, phi, 0.0)
 
 
-def logfmt_levels(ax: np.ndarray, small: np.ndarray, step: np.ndarray, phi: np.ndarray, kmax: int):  # type: ignore[no-untyped-def]
+def logfmt_levels(
+    ax: np.ndarray, small: np.ndarray, step: np.ndarray, phi: np.ndarray, kmax: int
+) -> np.ndarray:
     """Magnitude codes K [T, tiles, 128] (int64) of |x| given per-tile m, s, phi."""
     m = small.astype(F64)[..., None]
     s, ph = step[..., None], phi[..., None]
@@ -107,7 +108,8 @@ def logfmt_values(k: np.ndarray, small: np.ndarray, step: np.ndarray) -> np.ndar
     """float32 magnitude of level K (>= 1) per element: exp(m + s*(K-1)), saturated."""
     m = np.where(np.isnan(small), F32(0), small).astype(F64)[..., None]
     y = m + step[..., None] * (k.astype(F64) - 1.0)
-    return np.minimum(exp_det(y), FLT_MAX).astype(F32)
+    values: np.ndarray = np.minimum(exp_det(y), FLT_MAX).astype(F32)
+    return values
 
 
 def decode_logfmt(wire: np.ndarray, spec: CodecSpec, num_tokens: int, hidden: int) -> np.ndarray:
@@ -124,7 +126,9 @@ def decode_logfmt(wire: np.ndarray, spec: CodecSpec, num_tokens: int, hidden: in
 
 
 # ---- DeepEP LogFMT-10 -----------------------------------------------------------------
-def deepep_params(amax: np.ndarray, amin: np.ndarray):  # type: ignore[no-untyped-def]
+def deepep_params(
+    amax: np.ndarray, amin: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """From the bf16 metadata (as float32): (cast?, log2 max, log2 min, step, rounding)."""
     amax64, amin64 = amax.astype(F64), amin.astype(F64)
     pos = amax64 > 0
@@ -137,7 +141,7 @@ def deepep_params(amax: np.ndarray, amin: np.ndarray):  # type: ignore[no-untype
     return cast, lmin, step, rounding
 
 
-def deepep_meta(xt: np.ndarray, valid: np.ndarray):  # type: ignore[no-untyped-def]
+def deepep_meta(xt: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-tile bf16 (amax, amin) as float32 (NaN, NaN when the tile holds NaN or Inf)."""
     finite, ax = finite_abs(xt)
     amax = ax.max(axis=-1)

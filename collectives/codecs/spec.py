@@ -25,6 +25,10 @@ LOGFMT_CLAMP_LN = 32 * math.log(2.0)
 """The tile min of ln|x| is clamped to at least max - ln(2^32)."""
 DEEPEP_CLAMP_LOG2 = 32.0
 """DeepEP's LogFMT-10 clamps the tile min of log2|x| to at least max - 32."""
+DEEPEP_KMAX = 511
+"""Largest code of DeepEP's LogFMT-10: 9 bits beside the sign bit."""
+BF16_NAN = 0x7FC0
+"""Bits of the canonical BF16 quiet NaN, written for every NaN (docs/CODECS.md)."""
 FP8_MIN_TILE_AMAX = 2.0**-117
 """FP8 tiles with a smaller amax are sent as zeros: their scale would be a subnormal."""
 

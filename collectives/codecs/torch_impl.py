@@ -3,18 +3,20 @@ T, H)` calls (any device)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from collectives.codecs import torch_logfmt, torch_ops
 from collectives.codecs.spec import CodecSpec
 
-_ENCODERS = {
+_ENCODERS: dict[str, Callable[[torch.Tensor, CodecSpec], torch.Tensor]] = {
     "bf16": torch_ops.encode_bf16,
     "fp8": torch_ops.encode_fp8,
     "logfmt": torch_logfmt.encode_logfmt,
     "deepep_logfmt": torch_logfmt.encode_deepep,
 }
-_DECODERS = {
+_DECODERS: dict[str, Callable[[torch.Tensor, CodecSpec, int, int], torch.Tensor]] = {
     "bf16": torch_ops.decode_bf16,
     "fp8": torch_ops.decode_fp8,
     "logfmt": torch_logfmt.decode_logfmt,

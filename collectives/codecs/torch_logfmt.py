@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import torch
 
+from collectives.codecs.detmath import LN2
 from collectives.codecs.spec import (
+    BF16_NAN,
     DEEPEP_CLAMP_LOG2,
+    DEEPEP_KMAX,
     FLT_MAX,
     LOGFMT_CLAMP_LN,
     CodecSpec,
@@ -14,12 +17,9 @@ from collectives.codecs.spec import (
     tile_lengths,
 )
 from collectives.codecs.torch_ops import (
-    BF16_NAN,
-    DEEPEP_KMAX,
     F32,
     F64,
     I64,
-    LN2,
     bf16_bits,
     bf16_value,
     dense_copy,
@@ -52,7 +52,9 @@ def logfmt_meta(ax: torch.Tensor, finite: torch.Tensor) -> tuple[torch.Tensor, t
     return small, big
 
 
-def logfmt_step(small: torch.Tensor, big: torch.Tensor, kmax: int):  # type: ignore[no-untyped-def]
+def logfmt_step(
+    small: torch.Tensor, big: torch.Tensor, kmax: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     span = big.to(F64) - small.to(F64)
     step = span / torch.full_like(span, kmax - 1)  # a tensor divisor: see torch_ops.fp8_scales
     step = torch.where(torch.isnan(step), 0.0, step)
@@ -61,7 +63,9 @@ def logfmt_step(small: torch.Tensor, big: torch.Tensor, kmax: int):  # type: ign
     return step, torch.where(step > 0, phi, 0.0)
 
 
-def logfmt_levels(ax, small, step, phi, kmax: int):  # type: ignore[no-untyped-def]
+def logfmt_levels(
+    ax: torch.Tensor, small: torch.Tensor, step: torch.Tensor, phi: torch.Tensor, kmax: int
+) -> torch.Tensor:
     m = small.to(F64)[..., None]
     s, ph = step[..., None], phi[..., None]
     lnx = ln_det(torch.where(ax > 0, ax, 1.0).to(F64))
@@ -85,7 +89,9 @@ def encode_logfmt(x: torch.Tensor, spec: CodecSpec) -> torch.Tensor:
     return rows(meta, pack_codes(from_tiles(codes, x.shape[1]), spec.bits))
 
 
-def decode_logfmt(wire: torch.Tensor, spec: CodecSpec, num_tokens: int, hidden: int):  # type: ignore[no-untyped-def]
+def decode_logfmt(
+    wire: torch.Tensor, spec: CodecSpec, num_tokens: int, hidden: int
+) -> torch.Tensor:
     meta, data = split_rows(wire, spec, num_tokens, hidden)
     meta = meta.view(F32).reshape(num_tokens, -1, 2)
     small, big = meta[..., 0], meta[..., 1]
@@ -102,7 +108,9 @@ def decode_logfmt(wire: torch.Tensor, spec: CodecSpec, num_tokens: int, hidden: 
 
 
 # ---- DeepEP LogFMT-10 -----------------------------------------------------------------
-def deepep_params(amax: torch.Tensor, amin: torch.Tensor):  # type: ignore[no-untyped-def]
+def deepep_params(
+    amax: torch.Tensor, amin: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     amax64, amin64 = amax.to(F64), amin.to(F64)
     pos = amax64 > 0
     lmax = log2_det(torch.where(pos, amax64, 1.0))
@@ -117,7 +125,9 @@ def deepep_params(amax: torch.Tensor, amin: torch.Tensor):  # type: ignore[no-un
     return cast, lmin, step, rounding
 
 
-def deepep_meta(xt: torch.Tensor, valid: torch.Tensor):  # type: ignore[no-untyped-def]
+def deepep_meta(
+    xt: torch.Tensor, valid: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     finite, ax = finite_abs(xt)
     amax = ax.amax(dim=-1)
     amin = torch.where(valid, ax, float("inf")).amin(dim=-1)
@@ -146,7 +156,9 @@ def encode_deepep(x: torch.Tensor, spec: CodecSpec) -> torch.Tensor:
     return rows(meta, torch.cat(slots, dim=1))
 
 
-def decode_deepep(wire: torch.Tensor, spec: CodecSpec, num_tokens: int, hidden: int):  # type: ignore[no-untyped-def]
+def decode_deepep(
+    wire: torch.Tensor, spec: CodecSpec, num_tokens: int, hidden: int
+) -> torch.Tensor:
     meta, data = split_rows(wire, spec, num_tokens, hidden)
     meta = bf16_value(meta.view(torch.int16).to(I64) & 0xFFFF).reshape(num_tokens, -1, 2)
     cast, lmin, step, _ = deepep_params(meta[..., 0], meta[..., 1])

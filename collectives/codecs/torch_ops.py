@@ -13,7 +13,9 @@ import functools
 import torch
 
 from collectives.codecs import detmath
+from collectives.codecs.detmath import INV_LN2, LN2
 from collectives.codecs.spec import (
+    BF16_NAN,
     FLT_MAX,
     FLT_MIN_NORMAL,
     FP8_FORMATS,
@@ -28,9 +30,6 @@ from collectives.codecs.spec import (
 )
 
 F32, F64, I64 = torch.float32, torch.float64, torch.int64
-LN2, INV_LN2 = detmath.LN2, detmath.INV_LN2
-BF16_NAN = 0x7FC0
-DEEPEP_KMAX = 511
 
 
 def log2_det(x: torch.Tensor) -> torch.Tensor:
@@ -129,7 +128,9 @@ def rows(meta_bytes: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
     return torch.cat([meta_bytes, codes.to(torch.uint8)], dim=1).reshape(-1)
 
 
-def split_rows(wire: torch.Tensor, spec: CodecSpec, num_tokens: int, hidden: int):  # type: ignore[no-untyped-def]
+def split_rows(
+    wire: torch.Tensor, spec: CodecSpec, num_tokens: int, hidden: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     w = wire.reshape(num_tokens, row_bytes(spec, hidden))
     mb = meta_row_bytes(spec, hidden)
     return dense_copy(w[:, :mb]), w[:, mb:]
@@ -143,12 +144,15 @@ def dense_copy(part: torch.Tensor) -> torch.Tensor:
 
 # ---- BF16 -------------------------------------------------------------------------------
 def encode_bf16(x: torch.Tensor, spec: CodecSpec) -> torch.Tensor:
-    return wrap_signed(bf16_bits(x), 16, torch.int16).view(torch.uint8).reshape(-1)
+    """Round to nearest even via torch's own conversion (one pass, memory speed); NaN is
+    rewritten to 0x7FC0 because the conversions differ there (CUDA 0x7FFF, AVX-512 0xFFFF)."""
+    b = x if x.dtype == torch.bfloat16 else x.float().to(torch.bfloat16)
+    bits = torch.where(torch.isnan(b), BF16_NAN, b.contiguous().view(torch.int16))
+    return bits.view(torch.uint8).reshape(-1)
 
 
-def decode_bf16(wire: torch.Tensor, spec: CodecSpec, num_tokens: int, hidden: int):  # type: ignore[no-untyped-def]
-    bits = wire.reshape(-1).view(torch.int16).to(I64) & 0xFFFF
-    return bf16_value(bits).reshape(num_tokens, hidden)
+def decode_bf16(wire: torch.Tensor, spec: CodecSpec, num_tokens: int, hidden: int) -> torch.Tensor:
+    return wire.reshape(-1).view(torch.bfloat16).float().reshape(num_tokens, hidden)
 
 
 # ---- FP8 --------------------------------------------------------------------------------
@@ -194,7 +198,7 @@ def fp8_table(fmt_name: str, device: str) -> torch.Tensor:
     return torch.from_numpy(fp8_decode_table(FP8_FORMATS[fmt_name])).to(device)
 
 
-def decode_fp8(wire: torch.Tensor, spec: CodecSpec, num_tokens: int, hidden: int):  # type: ignore[no-untyped-def]
+def decode_fp8(wire: torch.Tensor, spec: CodecSpec, num_tokens: int, hidden: int) -> torch.Tensor:
     assert spec.fp8 is not None
     meta, codes = split_rows(wire, spec, num_tokens, hidden)
     scale = meta.view(F32)

@@ -57,7 +57,7 @@ def per_rank_bytes(
     delivered = counts.tokens
     if direction == "combine":
         hops, delivered = hops.T, delivered.T
-    node = np.arange(geo.world) // geo.local_world
+    node = geo.node_array
     cross = node[:, None] != node[None, :]
     same = ~cross & ~np.eye(geo.world, dtype=bool)
     ll_extra = LL_META_BYTES if direction == "dispatch" else 0

@@ -143,7 +143,7 @@ class RoutingSource:
             rank=rank,
             node_limit=self.node_limit,
             zipf_s=s.zipf_s,
-            expert_group=self.placement.expert_node(self.geometry.local_world),
+            expert_group=self.placement.expert_node(self.geometry.node_array),
         )
 
     def layout(self, rank: int) -> tuple[routing_mod.Routing, RankLayout]:
@@ -168,7 +168,15 @@ def make_tokens(setup: MoESetup, rank: int, device: Any) -> torch.Tensor:
 class MoEEngine:
     """One rank's dispatch/combine with everything precomputed."""
 
-    def __init__(self, comm: Comm, setup: MoESetup, device: Any | None = None):
+    def __init__(
+        self,
+        comm: Comm,
+        setup: MoESetup,
+        device: Any | None = None,
+        rank_node: tuple[int, ...] = (),
+    ):
+        """`rank_node`: node of every rank as launched (default: ranks in blocks of
+        comm.local_world); it must agree with the communicator's own node and local rank."""
         self.comm = comm
         self.setup = setup
         self.device = torch.device(device if device is not None else _torch_device(comm))
@@ -176,7 +184,15 @@ class MoEEngine:
             world=comm.world,
             local_world=comm.local_world,
             slots_per_rank=make_placement(setup, comm.world).slots_per_rank,
+            rank_node=tuple(rank_node),
         )
+        here = (self.geometry.node_of(comm.rank), int(self.geometry.local_array[comm.rank]))
+        if here != (comm.node, comm.local_rank):
+            raise ValueError(
+                f"rank {comm.rank} is on node {comm.node} as local rank {comm.local_rank} but "
+                f"the rank -> node map says node {here[0]}, local rank {here[1]}; pass the "
+                "launch's map (rank_node)"
+            )
         self.source = RoutingSource(setup, self.geometry, make_placement(setup, comm.world))
         self.routing, self.layout = self.source.layout(comm.rank)
         self.codec_dispatch = get_codec(setup.codec_dispatch)
@@ -236,9 +252,11 @@ class MoEEngine:
     def combine(self, result: DispatchResult, rows_out: torch.Tensor) -> torch.Tensor:
         """The timed combine: [num_tokens, hidden] weighted sums in the original order
         (bf16 for a bf16 combine codec, else float32)."""
-        module = hierarchical if self.setup.algo == "hierarchical" else flat
+        args = (self.comm, self.plan, result, rows_out, self.codec_combine)
         with self.on_comm_stream():
-            return module.combine(self.comm, self.plan, result, rows_out, self.codec_combine)
+            if self.setup.algo == "hierarchical":
+                return hierarchical.combine(*args)
+            return flat.combine(*args)
 
     def expert_inputs(self, result: DispatchResult) -> torch.Tensor:
         """[num_pairs, hidden] decoded tokens of every pair, slot-major (expert input)."""

@@ -8,15 +8,15 @@ with counts in bytes, so every backend (gloo, NCCL, MPI) moves the rows unchange
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from collectives.backends.base import Comm
-from collectives.moe.payload import meta_weights, unpack_meta
+from collectives.moe import kernels
+from collectives.moe.payload import Codec, meta_weights, unpack_meta
 
 
 def all_to_all(
@@ -60,6 +60,29 @@ def alltoallv_rows(
     )
 
 
+def index_tensor(array: np.ndarray, device: Any) -> torch.Tensor:
+    """An int64 index tensor on `device` from a host array (plans are built once)."""
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.int64)).to(device)
+
+
+def counts_and_first_hop(
+    cached: DispatchResult | None,
+    exchange: Callable[[], torch.Tensor],
+    packed: torch.Tensor,
+    send_idx: torch.Tensor,
+) -> tuple[np.ndarray, torch.Tensor]:
+    """(host int64 counts, first-hop send rows) of a normal-mode dispatch.
+
+    The counts are `cached`'s when given, else `exchange()`'s; the gather of the send rows
+    is queued before the host waits for the counts (the dispatch's one host sync).
+    """
+    if cached is not None:
+        return cached.handle.counts, gather_rows(packed, send_idx)
+    got = exchange()
+    send = gather_rows(packed, send_idx)
+    return got.cpu().numpy().astype(np.int64), send
+
+
 def exchange_counts(comm: Comm, message: torch.Tensor) -> torch.Tensor:
     """Equal-block all-to-all of a [peers, width] counts message, sent as int32 (a type
     every backend moves)."""
@@ -100,7 +123,9 @@ def expert_order(
     slots = meta[:, 2 : 2 + top_k].long()
     mine = (slots >= 0) & (torch.div(slots, slots_per_rank, rounding_mode="floor") == rank)
     key = torch.where(mine, slots % slots_per_rank, slots_per_rank).reshape(-1)
-    _, order = torch.sort(key, stable=True)
+    # a 2-byte sort key: 2 radix passes instead of 8
+    sort_key = key.to(torch.int16) if slots_per_rank < 2**15 else key
+    _, order = torch.sort(sort_key, stable=True)
     weights = meta_weights(meta, top_k).reshape(-1)
     counts: Any = slot_counts
     if slot_counts is not None:
@@ -113,6 +138,36 @@ def expert_order(
         counts = counts.scatter_add_(0, key, torch.ones_like(key))[:slots_per_rank]
     pair_row = torch.div(order, top_k, rounding_mode="floor")
     return ExpertOrder(pair_row=pair_row, pair_weight=pair_weight, slot_counts=counts)
+
+
+class SlotOwner(Protocol):
+    """What grouping received rows needs to know of a plan (flat or hierarchical)."""
+
+    rank: int
+    top_k: int
+    slots_per_rank: int
+
+
+def grouped(
+    rows: torch.Tensor,
+    plan: SlotOwner,
+    payload_bytes: int,
+    slot_counts: np.ndarray | None,
+    handle: Any,
+) -> DispatchResult:
+    """The dispatch result of received `rows`: grouped by `plan.rank`'s slots
+    (expert_order), with the algorithm's `handle` for combine."""
+    order = expert_order(
+        rows,
+        payload_bytes=payload_bytes,
+        top_k=plan.top_k,
+        rank=plan.rank,
+        slots_per_rank=plan.slots_per_rank,
+        slot_counts=slot_counts,
+    )
+    return DispatchResult(
+        rows=rows, payload_bytes=payload_bytes, top_k=plan.top_k, order=order, handle=handle
+    )
 
 
 def gather_rows(rows: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -130,16 +185,16 @@ def gather_rows(rows: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 
 def gather_sum(values: torch.Tensor, gather_idx: torch.Tensor) -> torch.Tensor:
-    """[num_out, hidden] in values' dtype: row i sums values[gather_idx[i, :]], in one
-    pass (embedding_bag: no [num_out, fanout, hidden] intermediate), accumulating bf16 in
-    fp32 and rounding once, as DeepEP's combine does.
+    """[num_out, hidden] in values' dtype: row i sums values[gather_idx[i, :]] in one pass
+    (no [num_out, fanout, hidden] intermediate), accumulating bf16 in fp32 and rounding
+    once, as DeepEP's combine does. On GPUs a Triton kernel (moe/kernels.py), elsewhere
+    embedding_bag.
 
     `values` must end with a zero row; padding entries of gather_idx point at it.
     """
-    if gather_idx.shape[1] == 1:
+    if gather_idx.shape[1] == 1 and not kernels.use_kernel(values):
         return gather_rows(values, gather_idx[:, 0])
-    pad = int(values.shape[0]) - 1
-    return F.embedding_bag(gather_idx, values, mode="sum", padding_idx=pad)
+    return kernels.gather_sum(values, gather_idx)
 
 
 def zero_padded(num_rows: int, row_bytes: int, device: torch.device) -> torch.Tensor:
@@ -156,7 +211,7 @@ def reverse_reduce(
     send_rows: Sequence[int],
     recv_rows: Sequence[int],
     gather_idx: torch.Tensor,
-    codec: Any,
+    codec: Codec,
     hidden: int,
 ) -> torch.Tensor:
     """Send encoded rows back along a dispatch hop and sum the copies of each token.

@@ -23,14 +23,17 @@ from collectives.moe.exchange import (
     DispatchResult,
     all_to_all,
     alltoallv_rows,
+    counts_and_first_hop,
     exchange_counts,
-    expert_order,
     gather_rows,
     gather_sum,
+    grouped,
+    index_tensor,
     reverse_reduce,
     zero_padded,
 )
 from collectives.moe.layout import RankLayout, gather_plan
+from collectives.moe.payload import Codec
 
 
 @dataclasses.dataclass
@@ -70,21 +73,18 @@ def build_plan(layout: RankLayout, *, rank: int, top_k: int, device: Any) -> Fla
     ll_send[dst, position] = gather.send_idx
     ll_position = np.append(dst * num_tokens + position, geo.world * num_tokens)
 
-    def tensor(array: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(array, dtype=np.int64)).to(device)
-
     return FlatPlan(
         rank=rank,
         world=geo.world,
         slots_per_rank=geo.slots_per_rank,
         top_k=top_k,
         num_tokens=num_tokens,
-        send_idx=tensor(gather.send_idx),
+        send_idx=index_tensor(gather.send_idx, device),
         send_rows=[int(n) for n in gather.counts],
-        gather_idx=tensor(gather.gather_idx),
-        counts_message=tensor(layout.flat_counts_message()),
-        ll_send_idx=tensor(ll_send.reshape(-1)),
-        ll_gather_idx=tensor(ll_position[gather.gather_idx]),
+        gather_idx=index_tensor(gather.gather_idx, device),
+        counts_message=index_tensor(layout.flat_counts_message(), device),
+        ll_send_idx=index_tensor(ll_send.reshape(-1), device),
+        ll_gather_idx=index_tensor(ll_position[gather.gather_idx], device),
     )
 
 
@@ -110,31 +110,14 @@ def dispatch(
     `cached`: an earlier dispatch of the same routing whose counts are reused, skipping
     the counts exchange (DeepEP's cached dispatch with a handle).
     """
-    if cached is not None:
-        counts = cached.handle.counts
-        send = gather_rows(packed, plan.send_idx)
-    else:
-        got = exchange_counts(comm, plan.counts_message)
-        send = gather_rows(packed, plan.send_idx)  # queued before the host waits for counts
-        counts = got.cpu().numpy().astype(np.int64)  # the one host sync
+    counts, send = counts_and_first_hop(
+        cached, lambda: exchange_counts(comm, plan.counts_message), packed, plan.send_idx
+    )
     recv_rows = [int(n) for n in counts[:, 0]]
     recv = torch.empty((sum(recv_rows), packed.shape[1]), dtype=torch.uint8, device=packed.device)
     alltoallv_rows(comm, recv, send, plan.send_rows, recv_rows)
-    order = expert_order(
-        recv,
-        payload_bytes=payload_bytes,
-        top_k=plan.top_k,
-        rank=plan.rank,
-        slots_per_rank=plan.slots_per_rank,
-        slot_counts=counts[:, 1:].sum(axis=0),
-    )
-    return DispatchResult(
-        rows=recv,
-        payload_bytes=payload_bytes,
-        top_k=plan.top_k,
-        order=order,
-        handle=FlatHandle(recv_rows=recv_rows, counts=counts),
-    )
+    handle = FlatHandle(recv_rows=recv_rows, counts=counts)
+    return grouped(recv, plan, payload_bytes, counts[:, 1:].sum(axis=0), handle)
 
 
 def dispatch_low_latency(
@@ -144,25 +127,11 @@ def dispatch_low_latency(
     send = gather_rows(packed, plan.ll_send_idx)
     recv = torch.empty_like(send)
     all_to_all(comm, recv.reshape(-1), send.reshape(-1))
-    order = expert_order(
-        recv,
-        payload_bytes=payload_bytes,
-        top_k=plan.top_k,
-        rank=plan.rank,
-        slots_per_rank=plan.slots_per_rank,
-        slot_counts=None,
-    )
-    return DispatchResult(
-        rows=recv,
-        payload_bytes=payload_bytes,
-        top_k=plan.top_k,
-        order=order,
-        handle=FlatHandle(recv_rows=None),
-    )
+    return grouped(recv, plan, payload_bytes, None, FlatHandle(recv_rows=None))
 
 
 def combine(
-    comm: Comm, plan: FlatPlan, result: DispatchResult, rows_out: torch.Tensor, codec: Any
+    comm: Comm, plan: FlatPlan, result: DispatchResult, rows_out: torch.Tensor, codec: Codec
 ) -> torch.Tensor:
     """[num_tokens, hidden] in the combine codec's decoded dtype: each token's per-rank
     partial outputs summed (fp32 accumulation).

@@ -23,13 +23,15 @@ from collectives.backends.base import Comm
 from collectives.moe.exchange import (
     DispatchResult,
     alltoallv_rows,
+    counts_and_first_hop,
     exchange_counts,
-    expert_order,
     gather_rows,
+    grouped,
+    index_tensor,
     reverse_reduce,
 )
 from collectives.moe.layout import RankLayout, gather_plan
-from collectives.moe.payload import unpack_meta
+from collectives.moe.payload import Codec, unpack_meta
 
 
 @dataclasses.dataclass
@@ -39,6 +41,10 @@ class HierPlan:
     rank: int
     local_world: int
     node: int
+    rank_node: torch.Tensor
+    """[world] node of each rank (the launch's map)."""
+    rank_local: torch.Tensor
+    """[world] local rank of each rank on its node."""
     slots_per_rank: int
     top_k: int
     inter: Comm
@@ -62,21 +68,20 @@ def build_plan(
     geo = layout.geometry
     gather = gather_plan(layout.is_token_in_node)
 
-    def tensor(array: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(array, dtype=np.int64)).to(device)
-
     return HierPlan(
         rank=rank,
         local_world=geo.local_world,
-        node=rank // geo.local_world,
+        node=geo.node_of(rank),
+        rank_node=index_tensor(geo.node_array, device),
+        rank_local=index_tensor(geo.local_array, device),
         slots_per_rank=geo.slots_per_rank,
         top_k=top_k,
         inter=inter,
         intra=intra,
-        send_idx=tensor(gather.send_idx),
+        send_idx=index_tensor(gather.send_idx, device),
         send_rows=[int(n) for n in gather.counts],
-        gather_idx=tensor(gather.gather_idx),
-        counts_message=tensor(layout.hier_counts_message()),
+        gather_idx=index_tensor(gather.gather_idx, device),
+        counts_message=index_tensor(layout.hier_counts_message(), device),
     )
 
 
@@ -114,9 +119,9 @@ def _forward_order(
     """Stage-2 send order: (stage-1 row, local destination) pairs grouped by destination."""
     lw, num_rows = plan.local_world, int(recv1.shape[0])
     slots = unpack_meta(recv1, payload_bytes, plan.top_k)[:, 2 : 2 + plan.top_k].long()
-    dst = torch.div(slots, plan.slots_per_rank, rounding_mode="floor")
-    here = (slots >= 0) & (torch.div(dst, lw, rounding_mode="floor") == plan.node)
-    local = torch.where(here, dst % lw, lw)
+    dst = torch.div(slots, plan.slots_per_rank, rounding_mode="floor").clamp_(min=0)
+    here = (slots >= 0) & (plan.rank_node[dst] == plan.node)
+    local = torch.where(here, plan.rank_local[dst], lw)
     mask = torch.zeros((num_rows, lw + 1), dtype=torch.bool, device=recv1.device)
     mask.scatter_(1, local, True)
     flat = (~mask[:, :lw]).T.reshape(-1).to(torch.uint8)
@@ -148,13 +153,9 @@ def dispatch(
     """Two-stage dispatch of packed rows; `comm` is the world communicator (unused in the
     transfers, which run on plan.inter and plan.intra). `cached` as in flat.dispatch."""
     del comm
-    if cached is not None:
-        counts = cached.handle.counts
-        send1 = gather_rows(packed, plan.send_idx)
-    else:
-        got = _exchange_all_counts(plan)
-        send1 = gather_rows(packed, plan.send_idx)  # queued before the host waits for counts
-        counts = got.cpu().numpy().astype(np.int64)  # the one host sync
+    counts, send1 = counts_and_first_hop(
+        cached, lambda: _exchange_all_counts(plan), packed, plan.send_idx
+    )
     n = _split_counts(plan, counts)
     device, row_bytes = packed.device, int(packed.shape[1])
     recv1 = torch.empty((sum(n["recv1_rows"]), row_bytes), dtype=torch.uint8, device=device)
@@ -166,14 +167,6 @@ def dispatch(
     alltoallv_rows(plan.intra, recv2, send2, n["fwd_rows"], n["recv2_rows"])
     fwd_gather = torch.full((int(recv1.shape[0]), plan.local_world), total, device=device)
     fwd_gather[fwd_row, fwd_local] = torch.arange(total, device=device)
-    order = expert_order(
-        recv2,
-        payload_bytes=payload_bytes,
-        top_k=plan.top_k,
-        rank=plan.rank,
-        slots_per_rank=plan.slots_per_rank,
-        slot_counts=n["slot_counts"],
-    )
     handle = HierHandle(
         recv1_rows=n["recv1_rows"],
         fwd_rows=n["fwd_rows"],
@@ -181,13 +174,11 @@ def dispatch(
         fwd_gather_idx=fwd_gather,
         counts=counts,
     )
-    return DispatchResult(
-        rows=recv2, payload_bytes=payload_bytes, top_k=plan.top_k, order=order, handle=handle
-    )
+    return grouped(recv2, plan, payload_bytes, n["slot_counts"], handle)
 
 
 def combine(
-    comm: Comm, plan: HierPlan, result: DispatchResult, rows_out: torch.Tensor, codec: Any
+    comm: Comm, plan: HierPlan, result: DispatchResult, rows_out: torch.Tensor, codec: Codec
 ) -> torch.Tensor:
     """[num_tokens, hidden] sums (dtype as in flat.combine); `rows_out` as there."""
     del comm

@@ -11,8 +11,12 @@ The byte conventions built on them are in `collectives.moe.conventions`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
+
+from collectives import nodemap
+from collectives.nodemap import NodeMap
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -25,6 +29,9 @@ class Geometry:
     """Ranks per (possibly virtual) node."""
     slots_per_rank: int
     """Expert slots per rank (experts per rank under contiguous placement)."""
+    rank_node: tuple[int, ...] = ()
+    """Node of each rank as launched (collectives.nodemap numbering); empty: ranks in
+    blocks of `local_world`."""
 
     def __post_init__(self) -> None:
         if self.world < 1 or self.local_world < 1 or self.world % self.local_world:
@@ -32,13 +39,49 @@ class Geometry:
                 f"{self.world} ranks cannot form nodes of {self.local_world}; "
                 "pick --gpus-per-node that divides the world size"
             )
+        if self.rank_node and (
+            len(self.rank_node) != self.world or self.nodes.local_world != self.local_world
+        ):
+            raise ValueError(
+                f"rank -> node map of {len(self.rank_node)} ranks in nodes of "
+                f"{self.nodes.local_world} does not fit {self.world} ranks in nodes of "
+                f"{self.local_world}"
+            )
+
+    @functools.cached_property
+    def nodes(self) -> NodeMap:
+        if self.rank_node:
+            return NodeMap(node=self.rank_node)
+        return nodemap.block(self.world, self.local_world)
 
     @property
     def num_nodes(self) -> int:
         return self.world // self.local_world
 
-    def node_of(self, rank: np.ndarray | int) -> np.ndarray | int:
-        return rank // self.local_world
+    @functools.cached_property
+    def node_array(self) -> np.ndarray:
+        """[world] node of each rank."""
+        return np.asarray(self.nodes.node, dtype=np.int64)
+
+    @functools.cached_property
+    def local_array(self) -> np.ndarray:
+        """[world] index of each rank among its node's ranks."""
+        return np.asarray(self.nodes.local_rank, dtype=np.int64)
+
+    @functools.cached_property
+    def rank_grid(self) -> np.ndarray:
+        """[num_nodes, local_world] rank at (node, local rank)."""
+        grid = np.empty((self.num_nodes, self.local_world), dtype=np.int64)
+        grid[self.node_array, self.local_array] = np.arange(self.world)
+        return grid
+
+    def node_of(self, rank: int) -> int:
+        """Node of `rank`."""
+        return int(self.node_array[rank])
+
+    def nodes_of(self, ranks: np.ndarray) -> np.ndarray:
+        """Node of each rank in `ranks` (-1 stays -1: an unused pair)."""
+        return np.where(ranks >= 0, self.node_array[np.maximum(ranks, 0)], -1)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -96,17 +139,17 @@ class RankLayout:
     @property
     def is_token_in_node(self) -> np.ndarray:
         """[num_tokens, num_nodes] bool: the token goes to some rank of that node."""
-        dst = self.dst_rank
-        node = np.where(dst >= 0, dst // self.geometry.local_world, -1)
-        return _membership(node, self.geometry.num_nodes)
+        return _membership(self.geometry.nodes_of(self.dst_rank), self.geometry.num_nodes)
 
     @property
     def num_tokens_per_rank(self) -> np.ndarray:
-        return self.is_token_in_rank.sum(axis=0).astype(np.int64)
+        counts: np.ndarray = self.is_token_in_rank.sum(axis=0).astype(np.int64)
+        return counts
 
     @property
     def num_tokens_per_node(self) -> np.ndarray:
-        return self.is_token_in_node.sum(axis=0).astype(np.int64)
+        counts: np.ndarray = self.is_token_in_node.sum(axis=0).astype(np.int64)
+        return counts
 
     @property
     def num_pairs_per_slot(self) -> np.ndarray:
@@ -130,8 +173,9 @@ class RankLayout:
         """[nodes, 1 + L + L*slots]: tokens to each node, tokens to each of its ranks, pairs
         to each of its slots (sent to the same-local-index rank there)."""
         geo = self.geometry
-        per_rank = self.num_tokens_per_rank.reshape(geo.num_nodes, geo.local_world)
-        pairs = self.num_pairs_per_slot.reshape(geo.num_nodes, -1)
+        per_rank = self.num_tokens_per_rank[geo.rank_grid]
+        pairs = self.num_pairs_per_slot.reshape(geo.world, -1)[geo.rank_grid]
+        pairs = pairs.reshape(geo.num_nodes, -1)
         return np.concatenate([self.num_tokens_per_node[:, None], per_rank, pairs], axis=1)
 
 
@@ -188,12 +232,11 @@ def hop_rows(counts: TrafficCounts, algo: str) -> np.ndarray:
         return counts.tokens.copy()
     if algo != "hierarchical":
         raise ValueError(f"unknown --algo {algo!r}; choose one of: {', '.join(ALGOS)}")
-    local = np.arange(geo.world) % geo.local_world
-    node = np.arange(geo.world) // geo.local_world
+    local, node = geo.local_array, geo.node_array
     rows = np.zeros((geo.world, geo.world), dtype=np.int64)
     src = np.arange(geo.world)
     for dst_node in range(geo.num_nodes):
-        rows[src, dst_node * geo.local_world + local] += counts.node_tokens[:, dst_node]
+        rows[src, geo.rank_grid[dst_node, local]] += counts.node_tokens[:, dst_node]
     for fwd in range(geo.world):
         same_local = local == local[fwd]
         peers = np.flatnonzero(node == node[fwd])

@@ -35,7 +35,8 @@ class StandInExpert:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.dtype)
-        return x + (x @ self.w_in) @ self.w_out
+        out: torch.Tensor = x + (x @ self.w_in) @ self.w_out
+        return out
 
 
 def expert_step(engine: MoEEngine, result: DispatchResult, expert: StandInExpert) -> torch.Tensor:

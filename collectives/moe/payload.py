@@ -15,14 +15,20 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
 
+if TYPE_CHECKING:
+    from collectives import codecs
+
 
 class Codec(Protocol):
-    name: str
+    """What dispatch and combine need of a payload codec."""
+
+    @property
+    def name(self) -> str: ...
 
     def encode(self, x: torch.Tensor) -> torch.Tensor: ...
     def decode(self, wire: torch.Tensor, num_tokens: int, hidden: int) -> torch.Tensor: ...
@@ -65,7 +71,7 @@ ALIASES = {"fp8": "fp8_e4m3", "e4m3": "fp8_e4m3", "e5m2": "fp8_e5m2"}
 class RowCodec:
     """A `collectives.codecs` codec seen row by row: encode gives [tokens, row_bytes]."""
 
-    def __init__(self, codec: Any) -> None:
+    def __init__(self, codec: codecs.Codec) -> None:
         self.codec = codec
         self.name = str(codec.name)
 
@@ -79,13 +85,13 @@ class RowCodec:
         return int(self.codec.wire_bytes(num_tokens, hidden))
 
 
-def get_codec(name: str) -> Any:
+def get_codec(name: str) -> Codec:
     """The codec called `name`; ValueError naming the choices when unknown."""
     key = ALIASES.get(name.lower(), name.lower())
     if key in _RAW:
         return _RAW[key]
-    codecs = importlib.import_module("collectives.codecs")
-    getter = getattr(codecs, "get", None)
+    package = importlib.import_module("collectives.codecs")
+    getter = getattr(package, "get", None)
     if getter is None:
         raise ValueError(f"codec {name!r} is not available in this build; use bf16 or fp32")
     return RowCodec(getter(key))

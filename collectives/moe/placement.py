@@ -15,6 +15,8 @@ import pathlib
 
 import numpy as np
 
+from collectives.moe.routing import read_id_lines
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Placement:
@@ -26,7 +28,7 @@ class Placement:
     """Number of distinct (logical) experts."""
 
     def __post_init__(self) -> None:
-        seen = set()
+        seen: set[int] = set()
         for rank, experts in enumerate(self.rank_experts):
             if len(set(experts)) != len(experts):
                 raise ValueError(f"placement lists an expert twice on rank {rank}: {experts}")
@@ -63,12 +65,11 @@ class Placement:
         bounds = np.searchsorted(slot_expert[order], np.arange(self.num_experts + 1))
         return [order[bounds[e] : bounds[e + 1]] for e in range(self.num_experts)]
 
-    def expert_node(self, local_world: int) -> np.ndarray:
-        """[num_experts] node of each expert's first replica (groups for node-limited top-k)."""
-        return np.array(
-            [slots[0] // self.slots_per_rank // local_world for slots in self.replicas()],
-            dtype=np.int64,
-        )
+    def expert_node(self, rank_node: np.ndarray) -> np.ndarray:
+        """[num_experts] node of each expert's first replica (groups for node-limited top-k);
+        `rank_node[r]` is the node of rank r as launched."""
+        first = np.array([slots[0] for slots in self.replicas()], dtype=np.int64)
+        return np.asarray(rank_node, dtype=np.int64)[first // self.slots_per_rank]
 
 
 def contiguous(num_experts: int, world: int) -> Placement:
@@ -89,17 +90,7 @@ def load_placement(path: str | pathlib.Path, *, num_experts: int, world: int) ->
     """Read a placement file: one line per rank (in rank order) listing its expert ids,
     separated by commas or whitespace; `#` starts a comment; blank lines are skipped."""
     path = pathlib.Path(path)
-    rows = []
-    for number, line in enumerate(_read_text(path).splitlines(), start=1):
-        text = line.split("#", 1)[0].replace(",", " ").split()
-        if not text:
-            continue
-        try:
-            rows.append(tuple(int(item) for item in text))
-        except ValueError:
-            raise ValueError(
-                f"{path}:{number}: expert ids must be integers, got {line!r}"
-            ) from None
+    rows = [tuple(ids) for ids in read_id_lines(path)]
     if len(rows) != world:
         raise ValueError(f"{path}: placement has {len(rows)} rank lines; the job has {world} ranks")
     return Placement(rank_experts=tuple(rows), num_experts=num_experts)
@@ -132,11 +123,3 @@ def assign_slots(placement: Placement, topk_idx: np.ndarray, rank: int) -> np.nd
         table[expert, : len(slots_e)] = slots_e
     slots[valid] = table[ids, choice]
     return slots.reshape(topk_idx.shape)
-
-
-def _read_text(path: pathlib.Path) -> str:
-    """A file's text; ValueError (one line naming the file) when it cannot be read."""
-    try:
-        return path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None

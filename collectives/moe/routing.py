@@ -52,7 +52,8 @@ def softmax_weights(scores: np.ndarray, valid: np.ndarray | None = None) -> np.n
     top = np.where(np.isfinite(top), top, 0.0)
     exp = np.exp(scores - top)
     total = exp.sum(axis=-1, keepdims=True)
-    return (exp / np.where(total > 0, total, 1.0)).astype(np.float32)
+    weights: np.ndarray = (exp / np.where(total > 0, total, 1.0)).astype(np.float32)
+    return weights
 
 
 def expert_scores(
@@ -183,18 +184,9 @@ def load_routing_file(path: str | pathlib.Path) -> np.ndarray:
                 f"{path}: routing array must be 2-D integers [tokens, top_k], "
                 f"got shape {table.shape} dtype {table.dtype}"
             )
-        return table.astype(np.int64)
-    rows = []
-    for number, line in enumerate(_read_text(path).splitlines(), start=1):
-        text = line.split("#", 1)[0].replace(",", " ").split()
-        if not text:
-            continue
-        try:
-            rows.append([int(item) for item in text])
-        except ValueError:
-            raise ValueError(
-                f"{path}:{number}: expert ids must be integers, got {line!r}"
-            ) from None
+        slots: np.ndarray = table.astype(np.int64)
+        return slots
+    rows = read_id_lines(path)
     widths = {len(row) for row in rows}
     if len(widths) != 1:
         raise ValueError(f"{path}: every line must list the same number of experts, got {widths}")
@@ -223,6 +215,23 @@ def routing_from_table(
     idx = table[rows]
     weights = softmax_weights(np.zeros(idx.shape), valid=idx >= 0)
     return Routing(topk_idx=idx.copy(), topk_weights=weights)
+
+
+def read_id_lines(path: pathlib.Path) -> list[list[int]]:
+    """Expert ids of a text file, one list per line: ids separated by commas or whitespace,
+    `#` starts a comment, blank lines are skipped; ValueError naming the file and line."""
+    rows = []
+    for number, line in enumerate(_read_text(path).splitlines(), start=1):
+        text = line.split("#", 1)[0].replace(",", " ").split()
+        if not text:
+            continue
+        try:
+            rows.append([int(item) for item in text])
+        except ValueError:
+            raise ValueError(
+                f"{path}:{number}: expert ids must be integers, got {line!r}"
+            ) from None
+    return rows
 
 
 def _read_text(path: pathlib.Path) -> str:

@@ -67,8 +67,12 @@ class _MoEOp(Collective):
     def _geometry(self, setup: MoESetup, world: int) -> tuple[Geometry, Any]:
         placement = make_placement(setup, world)
         local_world = int(self.options.get("gpus_per_node") or world)
+        rank_node = tuple(self.options.get("rank_nodes") or ())
         geo = Geometry(
-            world=world, local_world=local_world, slots_per_rank=placement.slots_per_rank
+            world=world,
+            local_world=local_world,
+            slots_per_rank=placement.slots_per_rank,
+            rank_node=rank_node if len(rank_node) == world else (),
         )
         return geo, placement
 
@@ -102,7 +106,7 @@ class _MoEOp(Collective):
 
     def make_inputs(self, comm: Comm, size_bytes: int, dtype: str) -> Buffers:
         setup = self.setup(size_bytes)
-        engine = MoEEngine(comm, setup)
+        engine = MoEEngine(comm, setup, rank_node=tuple(self.options.get("rank_nodes") or ()))
         x = make_tokens(setup, comm.rank, engine.device)
         state: dict[str, Any] = {"engine": engine, "x": x, "packed": engine.pack(x)}
         return Buffers(

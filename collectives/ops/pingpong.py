@@ -7,6 +7,8 @@ trip (one-way latency). Other ranks idle. The pair is chosen by the caller: `pai
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from collectives.backends.base import Comm
@@ -54,6 +56,10 @@ class PingPong(Collective):
             peer = b if comm.rank == a else a
             expected = pattern(peer, s.count, self.seed)
         return Buffers(sizes=s, dtype=dtype, send=send, recv=recv, expected=expected)
+
+    def extra(self, comm: Comm, bufs: Buffers, num_iters: int) -> dict[str, Any]:
+        """The two ranks measured (the runner picks them on the same or different nodes)."""
+        return {"pair": list(self.pair)}
 
     def run(self, comm: Comm, bufs: Buffers) -> None:
         a, b = self.pair

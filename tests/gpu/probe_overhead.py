@@ -61,10 +61,16 @@ def main() -> None:
                     comm,
                     lambda: raw.allReduce(sp, rp, count, nccl.NCCL_BFLOAT16, nccl.NCCL_SUM, stream),
                 )
+                replay = comm.capture(
+                    lambda: raw.allReduce(sp, rp, count, nccl.NCCL_BFLOAT16, nccl.NCCL_SUM, stream),
+                    20,
+                )
+                rows["cupy graph x20"] = timed(comm, replay)
+                rows["cupy graph x20"] = tuple(v / 20 for v in rows["cupy graph x20"])
             if comm.rank == 0:
                 for layer, (host, dev) in rows.items():
                     print(
-                        f"{name:10} {size:>7} {layer:8} host {host:6.1f} us/call  "
+                        f"{name:10} {size:>7} {layer:14} host {host:6.1f} us/call  "
                         f"device {dev:6.1f} us/call",
                         flush=True,
                     )

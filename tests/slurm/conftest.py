@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT, cli_env
+from tests.conftest import ROOT, cli_env, mpiexec
 
 RECIPE = ROOT / "slurm" / "local-cluster.sh"
 NUM_NODES = 2
@@ -89,3 +89,15 @@ def _stop(folder: pathlib.Path) -> None:
                 # only a daemon of this cluster: a recycled pid belongs to someone else
                 if conf in pathlib.Path(f"/proc/{pid}/cmdline").read_bytes():
                     os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def hydra() -> str:
+    """MPICH's hydra mpiexec (skipped without it)."""
+    path = mpiexec()
+    if path is None:
+        pytest.skip("mpiexec not installed (the mpich extra provides it)")
+    version = subprocess.run([path, "--version"], capture_output=True, text=True, check=False)
+    if "HYDRA" not in version.stdout:
+        pytest.skip(f"{path} is not MPICH's hydra mpiexec")
+    return path

@@ -15,7 +15,7 @@ import pytest
 
 from bench.cmd_mpirun import layout, load_topology, rank_rows
 from results.schema import Header, Record, parse_line
-from tests.conftest import cli_env, mpiexec, run_cli
+from tests.conftest import cli_env, run_cli
 
 pytestmark = [pytest.mark.mpi, pytest.mark.timeout(180)]
 HOSTS = ("nodeA", "nodeB")
@@ -27,17 +27,6 @@ gpus_per_node = 2
 nics_per_node = 2
 num_planes = 2
 """
-
-
-@pytest.fixture(scope="module")
-def hydra() -> str:
-    path = mpiexec()
-    if path is None:
-        pytest.skip("mpiexec not installed (the mpich extra provides it)")
-    version = subprocess.run([path, "--version"], capture_output=True, text=True, check=False)
-    if "HYDRA" not in version.stdout:
-        pytest.skip(f"{path} is not MPICH's hydra mpiexec")
-    return path
 
 
 def _gen(out: pathlib.Path, rank_map: str) -> None:

@@ -58,6 +58,7 @@ name = "gloo"
 {COMMON}
 [matrix]
 backends = ["gloo"]
+rank_maps = ["block", "cyclic"]
 """
 
 
@@ -101,11 +102,18 @@ def _header(path: pathlib.Path) -> Header:
     return parse_line(path.read_text().splitlines()[0])
 
 
+def _by_rank_map(folder: pathlib.Path) -> dict[str, pathlib.Path]:
+    paths = folder.glob("collected/*.jsonl")
+    return {_header(p).metadata["sweep"]["rank_map"]: p for p in paths}
+
+
 def test_gloo_step_carries_slurm_facts(sweeps):
     proc = sweeps["collect"]["gloo"]
     assert proc.returncode == 0, proc.stdout + proc.stderr
     folder = sweeps["tmp"] / "gloo"
-    [path] = folder.glob("collected/*.jsonl")
+    by_map = _by_rank_map(folder)
+    assert sorted(by_map) == ["block", "cyclic"]
+    path = by_map["block"]
     meta = _header(path).metadata
     slurm = meta["slurm"]
     assert slurm["job_id"] == sweeps["gloo_job"] and slurm["nodelist"] == "n[1-2]"
@@ -176,3 +184,14 @@ def test_ab_results_analyze_per_arm(sweeps):
     frame = pd.DataFrame(rows, columns=["arm", "size_bytes", "time_s"])
     medians = frame.groupby(["arm", "size_bytes"])["time_s"].median()
     assert len(medians) == 2 * frame["size_bytes"].nunique() and (medians > 0).all()
+
+
+def test_cyclic_step_runs_where_srun_put_the_ranks(sweeps):
+    path = _by_rank_map(sweeps["tmp"] / "gloo")["cyclic"]
+    meta = _header(path).metadata
+    assert [r["node_name"] for r in meta["slurm"]["ranks"]] == ["n1", "n2", "n1", "n2"]
+    assert [r["node"] for r in meta["rank_map"]] == [0, 1, 0, 1]
+    assert meta["node_layout"]["kind"] == "cyclic"
+    records = [parse_line(line) for line in path.read_text().splitlines()[1:]]
+    records = [r for r in records if isinstance(r, Record)]
+    assert records and all(r.num_ranks == 4 and r.num_wrong == 0 for r in records)

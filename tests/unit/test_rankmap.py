@@ -79,7 +79,7 @@ def test_explicit_text_round_trip_and_errors() -> None:
 def test_env_round_trip(kind: str) -> None:
     rmap = make_rank_map(CLUSTER, kind)
     envs = emit.all_rank_env(CLUSTER, rmap)
-    got = emit.placement_from_env(CLUSTER, envs)
+    got = emit.placement_from_env(CLUSTER, envs, rmap.local_rank.tolist())
     assert got == list(zip(rmap.gpu.tolist(), rmap.nic(CLUSTER).tolist(), strict=True))
     hca = envs[0]["NCCL_IB_HCA"]
     assert hca.startswith("=mlx5_0:1:0:0,mlx5_1:1:1:1") and hca.count(",") == 7
@@ -132,7 +132,10 @@ def test_slurm_round_trip(kind: str) -> None:
 def test_partial_world_and_workstation() -> None:
     ws = make_cluster(name="w", fabric="none", num_nodes=1, gpus_per_node=2, nics_per_node=0)
     rmap = make_rank_map(ws, "block")
-    assert emit.rank_env(ws, rmap, 1) == {"CUDA_VISIBLE_DEVICES": "1"}
+    assert emit.rank_env(ws, rmap, 1) == {}  # natural order: CUDA_VISIBLE_DEVICES untouched
+    swapped = RankMap(name="x", node=np.array([0, 0]), gpu=np.array([1, 0]))
+    assert emit.rank_env(ws, swapped, 1) == {"CUDA_VISIBLE_DEVICES": "1,0"}
+    assert emit.opened_gpu(emit.rank_env(ws, swapped, 1), 1) == 0
     assert (rmap.leaf(ws) == -1).all()
     bad = RankMap(name="x", node=np.array([0, 0]), gpu=np.array([1, 1]))
     assert "not a permutation" in problems(ws, bad)[0]

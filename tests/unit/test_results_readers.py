@@ -425,6 +425,33 @@ def test_nccl_json_truncated_is_reported(tmp_path: pathlib.Path) -> None:
     assert loaded.frame.empty and "incomplete" in loaded.problems[0].message
 
 
+# ---- DeepEP tests ----------------------------------------------------------------------
+DEEPEP_FIXTURE = pathlib.Path(__file__).parents[1] / "fixtures" / "deepep"
+
+
+def test_deepep_real_intranode_log() -> None:
+    """The real log (2x H200): every tuning line and the three `Best` rows, with the
+    printed times and the byte counts recovered from GB/s x time."""
+    path = DEEPEP_FIXTURE / "test_intranode_2xH200.log"
+    loaded = load_all([path])
+    assert loaded.problems == []
+    frame = loaded.frame
+    tuning = sum(line.startswith("[tuning] SMs") for line in path.read_text().splitlines())
+    assert len(frame) == tuning + 3
+    best = frame[frame["variant"] == "best"]
+    assert sorted(zip(best["op"], best["dtype"], strict=True)) == [
+        ("combine", "bfloat16"), ("dispatch", "bfloat16"), ("dispatch", "float8_e4m3fn"),
+    ]  # fmt: skip
+    by = {(r.op, r.dtype): r for r in best.itertuples()}
+    assert by["dispatch", "float8_e4m3fn"].time_s == pytest.approx(244.83e-6)
+    assert by["dispatch", "bfloat16"].time_s == pytest.approx(344.36e-6)
+    assert by["combine", "bfloat16"].time_s == pytest.approx(408.44e-6)
+    # NVL bytes = GB/s x time: the BF16 dispatch moved about twice the FP8 one's bytes
+    ratio = by["dispatch", "bfloat16"].size_bytes / by["dispatch", "float8_e4m3fn"].size_bytes
+    assert ratio == pytest.approx(2 / (1 + 4 / 128), rel=1e-3)
+    assert set(frame["config.num_tokens"]) == {4096}
+
+
 # ---- DeepEP tests: FORMAT SAMPLES (f-strings of tests/legacy/test_*.py) -----------------
 
 

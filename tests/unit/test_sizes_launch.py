@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench.errors import UsageError
-from bench.launch import confirm_nodes, detect, expand_hostlist, launch_info
+from bench.launch import detect, expand_hostlist, launch_info
 from bench.sizes import parse_size, sweep
 
 
@@ -81,7 +81,7 @@ def test_expand_hostlist() -> None:
     assert expand_hostlist("a,b") == ["a", "b"]
 
 
-def test_virtual_nodes_and_confirmation() -> None:
+def test_virtual_nodes_before_the_layout_is_known() -> None:
     found = detect(
         {
             "RANK": "5",
@@ -94,11 +94,15 @@ def test_virtual_nodes_and_confirmation() -> None:
     )
     info = launch_info(found, gpus_per_node=4, timeout_s=5)
     assert (info.node, info.local_rank, info.num_nodes, info.host_local_rank) == (1, 1, 2, 5)
-    confirm_nodes(["h"] * 8, info, virtual=True)
-    with pytest.raises(UsageError, match="spans hosts"):
-        confirm_nodes(["a"] * 6 + ["b"] * 2, info, virtual=True)
     with pytest.raises(UsageError, match="does not divide"):
         launch_info(found, gpus_per_node=3, timeout_s=5)
-    physical = launch_info(found, gpus_per_node=None, timeout_s=5)
-    with pytest.raises(UsageError, match="hosts"):
-        confirm_nodes(["a"] * 4 + ["b"] * 4, physical, virtual=False)
+
+
+def test_master_addr_is_needed_only_for_a_rendezvous() -> None:
+    # rank 3 of 4 under Hydra, two ranks on this host: the ranks span hosts
+    env = {"PMI_RANK": "3", "PMI_SIZE": "4", "MPI_LOCALRANKID": "1", "MPI_LOCALNRANKS": "2"}
+    found = detect(env)
+    with pytest.raises(UsageError, match="MASTER_ADDR is not set"):
+        launch_info(found, gpus_per_node=None, timeout_s=5)
+    info = launch_info(found, gpus_per_node=None, timeout_s=5, rendezvous=False)
+    assert (info.rank, info.world, info.host_local_rank) == (3, 4, 1)

@@ -1,3 +1,4 @@
+# mypy: disable-error-code="untyped-decorator"
 """Triton LogFMT-n encode and decode kernels (n = 4..16).
 
 A program walks STEPS blocks of BT tile-rows, each viewed as [BT, 16 groups, 8 codes]: 8

@@ -1,3 +1,4 @@
+# mypy: disable-error-code="untyped-decorator"
 """Shared @triton.jit pieces of the codec kernels (imported only where Triton is).
 
 Tile-row indexing (a program walks BT consecutive (token, tile) pairs of the flattened

@@ -1,3 +1,4 @@
+# mypy: disable-error-code="untyped-decorator"
 """Triton FP8 (E4M3/E5M2, optionally power-of-two scales) encode and decode kernels.
 
 A program walks STEPS blocks of BT tile-rows ([BT, 128] elements each); the tile's amax is

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import Any
 
 import torch
 
@@ -129,14 +130,16 @@ def available() -> bool:
 
 
 @functools.lru_cache(maxsize=256)
-def _shape_args(spec: CodecSpec, num_tokens: int, hidden: int) -> tuple[dict, dict]:  # type: ignore[type-arg]
+def _shape_args(
+    spec: CodecSpec, num_tokens: int, hidden: int
+) -> tuple[dict[str, int], dict[str, int]]:
     """(runtime args, constexpr args) that depend only on the codec and the shape."""
     row = row_bytes(spec, hidden)
     tiles = num_tiles(hidden)
     runtime = {"H": hidden, "NT": tiles, "ROW": row, "MB": meta_row_bytes(spec, hidden),
                "TOTAL": num_tokens * tiles}  # fmt: skip
     wide = (num_tokens + 1) * max(row, 4 * hidden) + 256 * tiles > INT32_LIMIT
-    const = {"EVEN": hidden % 128 == 0, "ALIGNED": row % 4 == 0, "WIDE": wide}
+    const: dict[str, int] = {"EVEN": hidden % 128 == 0, "ALIGNED": row % 4 == 0, "WIDE": wide}
     if spec.kind == "logfmt":
         runtime["CODE_BYTES"] = packed_bytes(hidden, spec.bits)
         unit = next(u for u in (4, 2, 1) if spec.bits % u == 0 and row % u == 0)
@@ -148,8 +151,15 @@ def _shape_args(spec: CodecSpec, num_tokens: int, hidden: int) -> tuple[dict, di
     return runtime, const
 
 
-def _launch(kernel, args: tuple, spec: CodecSpec, op: str, shape: tuple[int, int],  # type: ignore[no-untyped-def, type-arg]
-            config: KernelConfig | None, **extra) -> None:  # fmt: skip
+def _launch(
+    kernel: Any,
+    args: tuple[Any, ...],
+    spec: CodecSpec,
+    op: str,
+    shape: tuple[int, int],
+    config: KernelConfig | None,
+    **extra: float,
+) -> None:
     cfg = config or default_config(spec, op)
     runtime, const = _shape_args(spec, *shape)
     grid = (triton.cdiv(runtime["TOTAL"], cfg.block_tiles * cfg.steps),)
@@ -160,7 +170,7 @@ def _launch(kernel, args: tuple, spec: CodecSpec, op: str, shape: tuple[int, int
                  enable_fp_fusion=False)  # fmt: skip
 
 
-def _encode_kernel(kind: str):  # type: ignore[no-untyped-def]
+def _encode_kernel(kind: str) -> Any:
     from collectives.codecs import triton_fp8, triton_logfmt
 
     return triton_logfmt.logfmt_encode_kernel if kind == "logfmt" else triton_fp8.fp8_encode_kernel
@@ -178,11 +188,11 @@ def encode(spec: CodecSpec, x: torch.Tensor, config: KernelConfig | None = None)
     wire = torch.empty(num_tokens * row_bytes(spec, hidden), dtype=torch.uint8, device=x.device)
     if spec.kind == "fp8":
         assert spec.fp8 is not None
-        _launch(triton_fp8.fp8_encode_kernel, (x, wire), spec, "encode", x.shape, config,
-                MAXF=spec.fp8.max_finite, POW2=spec.pow2_scale)  # fmt: skip
+        _launch(triton_fp8.fp8_encode_kernel, (x, wire), spec, "encode", (num_tokens, hidden),
+                config, MAXF=spec.fp8.max_finite, POW2=spec.pow2_scale)  # fmt: skip
     else:
         _launch(triton_logfmt.logfmt_encode_kernel, (x, wire, COEF), spec, "encode",
-                x.shape, config)  # fmt: skip
+                (num_tokens, hidden), config)  # fmt: skip
     return wire
 
 
@@ -198,13 +208,13 @@ def decode(spec: CodecSpec, wire: torch.Tensor, num_tokens: int, hidden: int,
     if spec.kind == "fp8":
         assert spec.fp8 is not None
         inf_code = 0x7C if spec.fp8.name == "e5m2" else 0
-        _launch(triton_fp8.fp8_decode_kernel, (wire, out), spec, "decode", out.shape, config,
-                INF_CODE=inf_code)  # fmt: skip
+        _launch(triton_fp8.fp8_decode_kernel, (wire, out), spec, "decode", (num_tokens, hidden),
+                config, INF_CODE=inf_code)  # fmt: skip
     else:
         _launch(triton_logfmt.logfmt_decode_kernel, (wire, out, COEF), spec,
-                "decode", out.shape, config)  # fmt: skip
+                "decode", (num_tokens, hidden), config)  # fmt: skip
     return out
 
 
 __all__ = ["DEFAULT_CONFIGS", "KernelConfig", "available", "decode", "default_config", "encode",
-           "sweep_configs"]  # fmt: skip
+           "sweep_configs", "triton"]  # fmt: skip

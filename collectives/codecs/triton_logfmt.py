@@ -1,3 +1,4 @@
+# mypy: disable-error-code="untyped-decorator"
 """Triton LogFMT-n encode and decode kernels (n = 4..16).
 
 A program walks STEPS blocks of BT tile-rows, each viewed as [BT, 16 groups, 8 codes]: 8
@@ -73,11 +74,10 @@ def _levels(ab, m, inv, phi, mlow, C, KMAX: tl.constexpr):  # type: ignore[no-un
     keep = ab >= 0x00800000
     lnx = ln_f32_bits(tl.where(keep, ab, ONE_F32_BITS), C)
     u = (lnx - m) * inv - phi
-    # clip(floor(u) + 2, 1, KMAX) == floor(clip(u, -1, KMAX - 2)) + 2 (integer bounds);
-    # u is never NaN, and plain selects cost less than NaN-aware min/max
+    # clip(floor(u) + 2, 1, KMAX): the lower clip in float64 (u may be below -2^31 when the
+    # step is tiny), the upper one on the int32 (u < 3 KMAX; the conversion saturates anyway)
     u = tl.where(u < -1.0, -1.0, u)
-    u = tl.where(u > KMAX - 2.0, KMAX - 2.0, u)
-    k = tl.floor(u).to(tl.int32) + 2
+    k = tl.minimum(tl.floor(u).to(tl.int32), KMAX - 2) + 2
     return tl.where(keep & (lnx >= mlow), k, 0)
 
 

@@ -8,7 +8,7 @@
 #   timeout 560 bash bench/gpu/campaign.sh; bash bench/gpu/run_device.sh pack
 set -uo pipefail
 B=bench/gpu/run_device.sh
-export OUT=${OUT:-/tmp/epbench-device}
+export OUT=${OUT:-/tmp/epbench-device} PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 mkdir -p "$OUT"
 phase() { echo; echo "##### $* ($(date +%T))"; }
 

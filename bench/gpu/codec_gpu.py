@@ -30,7 +30,7 @@ import torch
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 
 from collectives import codecs
-from collectives.codecs import triton_kernels
+from collectives.codecs import throughput, triton_kernels
 
 NIC_GBPS = 50.0
 TARGETS = {"fp8_e4m3": 0.5, "logfmt8": 0.3, "logfmt10": 0.3}
@@ -106,15 +106,7 @@ def timed(fn, repeats: int) -> float:  # type: ignore[no-untyped-def]
     """Median seconds of fn() over CUDA events (after two warm-up calls)."""
     fn()
     fn()
-    times = []
-    for _ in range(repeats):
-        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        stop.record()
-        stop.synchronize()
-        times.append(start.elapsed_time(stop) * 1e-3)
-    return statistics.median(times)
+    return statistics.median(throughput.timed(fn, torch.device("cuda"), repeats))
 
 
 def bandwidth(args: argparse.Namespace, tokens: int, hidden: int) -> list[dict]:  # type: ignore[type-arg]

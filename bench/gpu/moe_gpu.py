@@ -36,7 +36,7 @@ import torch
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from bench.launch import detect, launch_info  # noqa: E402
+from bench.launch import detect, launch_info, place_comm  # noqa: E402
 from collectives.backends import create  # noqa: E402
 from collectives.moe import check  # noqa: E402
 from collectives.moe.engine import MoEEngine, MoESetup, make_tokens  # noqa: E402
@@ -152,6 +152,13 @@ class Bench:
 
 
 T0 = time.monotonic()
+NODES: list[int] = []
+"""Node of every rank, from bench.launch.place_comm (filled once the ranks are up)."""
+
+
+def make_engine(comm: Any, setup: MoESetup) -> MoEEngine:
+    """An engine on the launch's real rank -> node map (NODES)."""
+    return MoEEngine(comm, setup, rank_node=tuple(NODES))
 
 
 def say(comm: Any, text: str) -> None:
@@ -197,7 +204,7 @@ def normal_mode(comm: Any, args: argparse.Namespace, bench: Bench) -> list[dict[
     for algo in args.algos.split(","):
         for codec in args.dispatch_codecs.split(","):
             setup = make_setup(args, algo=algo, codec_dispatch=codec)
-            engine = MoEEngine(comm, setup)
+            engine = make_engine(comm, setup)
             x = make_tokens(setup, comm.rank, engine.device)
             packed = engine.pack(x)
             first = engine.dispatch(packed)
@@ -265,7 +272,7 @@ def _row(name, timed, raw, nvl_bytes, wrong, row_bytes) -> dict[str, Any]:
 def profile(comm: Any, args: argparse.Namespace) -> None:
     """Where a cached FP8 dispatch and a BF16 combine spend host and device time."""
     setup = make_setup(args, codec_dispatch=first_codec(args))
-    engine = MoEEngine(comm, setup)
+    engine = make_engine(comm, setup)
     packed = engine.pack(make_tokens(setup, comm.rank, engine.device))
     first = engine.dispatch(packed)
     rows_in = check.identity_rows(engine, first).to(torch.bfloat16)
@@ -291,7 +298,7 @@ def low_latency(comm: Any, args: argparse.Namespace, bench: Bench) -> list[dict[
         setup = make_setup(
             args, num_tokens=tokens, mode="low-latency", codec_dispatch=first_codec(args)
         )
-        engine = MoEEngine(comm, setup)
+        engine = make_engine(comm, setup)
         x = make_tokens(setup, comm.rank, engine.device)
         packed = engine.pack(x)
         result = engine.dispatch(packed)
@@ -319,7 +326,7 @@ def low_latency(comm: Any, args: argparse.Namespace, bench: Bench) -> list[dict[
 def overlap(comm: Any, args: argparse.Namespace) -> dict[str, Any]:
     half = max(1, args.num_tokens // 2)
     engines = [
-        MoEEngine(
+        make_engine(
             comm, make_setup(args, num_tokens=half, codec_dispatch=first_codec(args), seed=mb + 1)
         )
         for mb in range(2)
@@ -369,7 +376,9 @@ def worker(args: argparse.Namespace) -> None:
         torch.set_num_threads(1)  # one core per rank; oversubscribed ranks time themselves
     launch = launch_info(found, gpus_per_node=args.gpus_per_node, timeout_s=600, device=device)
     comm = create(args.backend, launch)
-    say(comm, f"{comm.world} ranks up on {args.backend}")
+    # the rank -> node map as launched (any placement), for routing and hierarchical hops
+    NODES.extend(place_comm(comm, os.environ, found, args.gpus_per_node).node)
+    say(comm, f"{comm.world} ranks up on {args.backend}, nodes {sorted(set(NODES))}")
     bench = Bench(comm, args.iters, args.warmup, not args.no_flush,
                   use_graph=device == "cuda" and not args.no_graph)  # fmt: skip
     skip = set(args.skip.split(","))

@@ -7,9 +7,12 @@ All pure: no MPI, CUDA or NCCL here.
 from __future__ import annotations
 
 import dataclasses
+import time
 import weakref
 from collections.abc import Callable
 from typing import Any
+
+import numpy as np
 
 Run = Callable[[], None]
 """A prepared call: all arguments bound, nothing left to parse."""
@@ -111,3 +114,55 @@ def placement(nodes: list[int], rank: int) -> dict[str, int]:
         "node": distinct.index(nodes[rank]),
         "num_nodes": len(distinct),
     }
+
+
+# ---- host timing and call composition ----------------------------------------------------
+class HostTimer:
+    """Host-clock timer (perf_counter) for CPU backends, whose calls block, so host time is
+    the op time. `start`/`stop` are bound lambdas: the cheapest call Python offers."""
+
+    def __init__(self) -> None:
+        self._starts: list[float] = []
+        self._stops: list[float] = []
+        self.start = lambda: self._starts.append(time.perf_counter())
+        self.stop = lambda: self._stops.append(time.perf_counter())
+
+    def elapsed_s(self) -> list[float]:
+        return [b - a for a, b in zip(self._starts, self._stops, strict=True)]
+
+
+def start_wait(mpi: Any, reqs: list[Any]) -> Run:
+    """Start and wait for persistent MPI requests (`mpi` is the mpi4py.MPI module)."""
+    if len(reqs) == 1:
+        req = reqs[0]
+
+        def one() -> None:
+            req.Start()
+            req.Wait()
+
+        return one
+    return lambda: (mpi.Prequest.Startall(reqs), mpi.Request.Waitall(reqs))  # type: ignore
+
+
+def compose(pre: list[Run], call: Run, post: list[Run]) -> Run:
+    """One call running `pre`, `call`, then `post` (just `call` when both are empty)."""
+    if not pre and not post:
+        return call
+
+    def run() -> None:
+        for step in pre:
+            step()
+        call()
+        for step in post:
+            step()
+
+    return run
+
+
+def divider(typed: np.ndarray, world: int) -> Run:
+    """Divides `typed` in place by `world` (MPI has no average reduction)."""
+
+    def divide() -> None:
+        typed[...] = (typed.astype(np.float64) / world).astype(typed.dtype)
+
+    return divide

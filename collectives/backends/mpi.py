@@ -18,7 +18,6 @@ numpy/ml_dtypes for bfloat16. float8 reductions are refused.
 from __future__ import annotations
 
 import dataclasses
-import time
 import weakref
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -31,19 +30,6 @@ from collectives.backends import calls, mpi_setup
 from collectives.backends.base import CommError, LaunchInfo, canonical_dtype
 
 Run = calls.Run
-
-
-class HostTimer:
-    """Host-clock timer (perf_counter); MPI calls are blocking, so host time is the op time."""
-
-    def __init__(self) -> None:
-        self._starts: list[float] = []
-        self._stops: list[float] = []
-        self.start = lambda: self._starts.append(time.perf_counter())
-        self.stop = lambda: self._stops.append(time.perf_counter())
-
-    def elapsed_s(self) -> list[float]:
-        return [b - a for a, b in zip(self._starts, self._stops, strict=True)]
 
 
 @dataclasses.dataclass
@@ -162,11 +148,11 @@ class MpiComm:
         if persistent is not None and self._setup.persistent:
             reqs = persistent()
             reqs = reqs if isinstance(reqs, list) else [reqs]
-            call = _start_wait(self._mpi, reqs)
+            call = calls.start_wait(self._mpi, reqs)
             cleanup = lambda: [r.Free() for r in reqs]  # noqa: E731
         pre = [w.stage_in for w in wires if w.stage_in is not None]
         post = [*after, *(w.stage_out for w in wires if w.stage_out is not None)]
-        return _compose(pre, call, post), cleanup
+        return calls.compose(pre, call, post), cleanup
 
     # ---- collectives ------------------------------------------------------------------------
     def all_to_all(self, out, inp, send_counts=None, recv_counts=None) -> None:
@@ -235,7 +221,7 @@ class MpiComm:
             raise ValueError(f"all_reduce: input {w_in.nbytes} B != output {w_out.nbytes} B")
         count = w_out.nbytes // how.itemsize
         after = (
-            [_divider(w_out.host.view(bf.numpy_dtype(dtype)), self.world)]
+            [calls.divider(w_out.host.view(bf.numpy_dtype(dtype)), self.world)]
             if how.divide_by_world
             else []
         )
@@ -326,8 +312,8 @@ class MpiComm:
     def synchronize(self) -> None:
         """MPI calls here are blocking and staging copies synchronous: nothing is pending."""
 
-    def timer(self) -> HostTimer:
-        return HostTimer()
+    def timer(self) -> calls.HostTimer:
+        return calls.HostTimer()
 
     def capture(self, fn: Callable[[], None], num_iters: int) -> Callable[[], None] | None:
         return None
@@ -382,36 +368,3 @@ _NO_PLAN = (calls.no_buffer, calls.no_buffer, None, None, None)
 
 def buf_len(buf: Any) -> int:
     return int(buf.numel()) if bf.kind_of(buf).startswith("torch") else int(buf.size)
-
-
-def _start_wait(mpi: Any, reqs: list[Any]) -> Run:
-    if len(reqs) == 1:
-        req = reqs[0]
-
-        def one() -> None:
-            req.Start()
-            req.Wait()
-
-        return one
-    return lambda: (mpi.Prequest.Startall(reqs), mpi.Request.Waitall(reqs))  # type: ignore
-
-
-def _compose(pre: list[Run], call: Run, post: list[Run]) -> Run:
-    if not pre and not post:
-        return call
-
-    def run() -> None:
-        for step in pre:
-            step()
-        call()
-        for step in post:
-            step()
-
-    return run
-
-
-def _divider(typed: np.ndarray, world: int) -> Run:
-    def divide() -> None:
-        typed[...] = (typed.astype(np.float64) / world).astype(typed.dtype)
-
-    return divide

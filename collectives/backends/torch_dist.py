@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from collectives.backends import calls
 from collectives.backends.base import (
     BackendUnavailable,
     CommError,
@@ -50,23 +50,6 @@ _REDOPS = {
 # torch 2.10+ renamed the tensor forms; older releases only have the *_tensor names.
 _ALL_GATHER = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
 _REDUCE_SCATTER = getattr(dist, "reduce_scatter_single", None) or dist.reduce_scatter_tensor
-
-
-class HostTimer:
-    """Host perf_counter around blocking calls (CPU backends)."""
-
-    def __init__(self) -> None:
-        self._starts: list[float] = []
-        self._stops: list[float] = []
-
-    def start(self) -> None:
-        self._starts.append(time.perf_counter())
-
-    def stop(self) -> None:
-        self._stops.append(time.perf_counter())
-
-    def elapsed_s(self) -> list[float]:
-        return [b - a for a, b in zip(self._starts, self._stops, strict=True)]
 
 
 class CudaEventTimer:
@@ -231,10 +214,10 @@ class TorchComm:
         if self.stream is not None:
             self.stream.synchronize()
 
-    def timer(self) -> HostTimer | CudaEventTimer:
+    def timer(self) -> calls.HostTimer | CudaEventTimer:
         if self.stream is not None:
             return CudaEventTimer(self.stream)
-        return HostTimer()
+        return calls.HostTimer()
 
     def capture(self, fn: Callable[[], None], num_iters: int) -> Callable[[], None] | None:
         if self.stream is None:

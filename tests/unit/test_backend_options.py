@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from collectives.backends import mpi_setup, nccl_cupy
+from collectives.backends import mpi_setup, nccl_cupy, nccl_types
 from collectives.backends.base import LaunchInfo
 
 
@@ -74,31 +74,31 @@ def test_reduction_rules() -> None:
 
 
 def test_nccl_type_codes_follow_cupy_then_nccl_h() -> None:
-    assert nccl_cupy.nccl_type("bfloat16", {"NCCL_BFLOAT16": 9}, 21_000) == 9
-    assert nccl_cupy.nccl_type("float8_e4m3", {}, 22_809) == 10
-    assert nccl_cupy.nccl_type("float8_e5m2", {}, 22_400) == 11
-    assert nccl_cupy.nccl_type("float8_e4m3", {"NCCL_FLOAT8E4M3": 10}, 21_000) == 10
+    assert nccl_types.nccl_type("bfloat16", {"NCCL_BFLOAT16": 9}, 21_000) == 9
+    assert nccl_types.nccl_type("float8_e4m3", {}, 22_809) == 10
+    assert nccl_types.nccl_type("float8_e5m2", {}, 22_400) == 11
+    assert nccl_types.nccl_type("float8_e4m3", {"NCCL_FLOAT8E4M3": 10}, 21_000) == 10
     with pytest.raises(ValueError, match=r"NCCL 2.19.3 cannot reduce float8_e4m3 \(needs 2.24.0\)"):
-        nccl_cupy.nccl_type("fp8", {}, 21_903)
-    assert nccl_cupy.nccl_type("float32", {}, 20_000) == 7
+        nccl_types.nccl_type("fp8", {}, 21_903)
+    assert nccl_types.nccl_type("float32", {}, 20_000) == 7
 
 
 def test_nccl_moves_data_in_its_own_type_like_nccl_tests() -> None:
-    assert nccl_cupy.move_type("bf16") == (9, 2)
-    assert nccl_cupy.move_type("float32") == (7, 4)
-    assert nccl_cupy.move_type("int8") == (0, 1)
-    assert nccl_cupy.move_type("fp8") == (1, 1)  # as uint8: every NCCL can move it
+    assert nccl_types.move_type("bf16") == (9, 2)
+    assert nccl_types.move_type("float32") == (7, 4)
+    assert nccl_types.move_type("int8") == (0, 1)
+    assert nccl_types.move_type("fp8") == (1, 1)  # as uint8: every NCCL can move it
 
 
 def test_nccl_ops_and_versions() -> None:
-    assert [nccl_cupy.nccl_op(op, 22_809) for op in ("sum", "prod", "max", "min", "avg")] == [
+    assert [nccl_types.nccl_op(op, 22_809) for op in ("sum", "prod", "max", "min", "avg")] == [
         0, 1, 2, 3, 4,
     ]  # fmt: skip
     with pytest.raises(ValueError, match=r"op avg needs NCCL 2\.10\.0"):
-        nccl_cupy.nccl_op("avg", 20_900)
+        nccl_types.nccl_op("avg", 20_900)
     with pytest.raises(ValueError, match="unknown reduction op 'xor'"):
-        nccl_cupy.nccl_op("xor", 22_809)
-    assert nccl_cupy.format_version(22_809) == "2.28.9"
+        nccl_types.nccl_op("xor", 22_809)
+    assert nccl_types.format_version(22_809) == "2.28.9"
 
 
 def test_nccl_backend_without_cupy_says_what_to_install() -> None:

@@ -20,14 +20,11 @@ JSON with every sample.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import faulthandler
 import json
 import os
 import pathlib
 import sys
-import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -36,14 +33,14 @@ import torch
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from moe_timing import Bench, say, stats  # noqa: E402  (beside this script)
+
 from bench.launch import detect, launch_info, place_comm  # noqa: E402
 from collectives.backends import create  # noqa: E402
 from collectives.moe import check  # noqa: E402
 from collectives.moe.engine import MoEEngine, MoESetup, make_tokens  # noqa: E402
 from collectives.moe.overlap import StandInExpert  # noqa: E402
 from collectives.ops.moe import measure_overlap  # noqa: E402
-
-L2_FLUSH_BYTES = 256_000_000
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -79,79 +76,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-@dataclasses.dataclass
-class Bench:
-    """Times a callable the way DeepEP's `bench` does, plus the max over ranks."""
-
-    comm: Any
-    iters: int
-    warmup: int
-    flush: bool
-    use_graph: bool = False
-
-    def __call__(self, fn: Callable[[], Any]) -> np.ndarray:
-        cuda = torch.cuda.is_available() and self.comm.backend != "gloo"
-        for _ in range(self.warmup):
-            fn()
-        scratch = torch.empty(L2_FLUSH_BYTES // 4 if cuda else 1, dtype=torch.int32)
-        if cuda:
-            scratch = scratch.cuda()
-            torch.cuda.synchronize()
-        timer = self.comm.timer()
-        for _ in range(self.iters):
-            if self.flush and cuda:
-                scratch.zero_()
-            if cuda:
-                torch.cuda.synchronize()
-            timer.start()
-            fn()
-            timer.stop()
-        samples = np.asarray(timer.elapsed_s(), dtype=np.float64)
-        return self.comm.max_over_ranks(samples)
-
-    def back_to_back(self, fn: Callable[[], Any]) -> float:
-        """DeepEP's `bench`: warm up, flush L2 once, time `iters` calls issued back to back
-        (events only, no sync between calls), mean of all but the first; max over ranks."""
-        for _ in range(self.warmup):
-            fn()
-        if torch.cuda.is_available() and self.comm.backend != "gloo":
-            torch.empty(L2_FLUSH_BYTES // 4, dtype=torch.int32, device="cuda").zero_()
-            torch.cuda.synchronize()
-        timer = self.comm.timer()
-        for _ in range(self.iters):
-            timer.start()
-            fn()
-            timer.stop()
-        samples = np.asarray(timer.elapsed_s(), dtype=np.float64)[1:]
-        return float(np.max(self.comm.max_over_ranks(np.asarray([samples.mean()]))))
-
-    def graph(self, fn: Callable[[], Any]) -> float:
-        """Seconds per call replaying `iters` calls captured in one CUDA graph (host issue
-        cost removed, as a CUDA-graphed decode step sees it); NaN where capture fails."""
-        try:
-            replay = self.comm.capture(fn, self.iters)
-        except RuntimeError as exc:
-            say(self.comm, f"graph capture failed: {str(exc).splitlines()[0][:120]}")
-            replay = None
-        if replay is None:
-            return float("nan")
-        replay()
-        timer = self.comm.timer()
-        for _ in range(5):
-            timer.start()
-            replay()
-            timer.stop()
-        per_call = np.asarray(timer.elapsed_s(), dtype=np.float64) / self.iters
-        return float(np.median(self.comm.max_over_ranks(per_call)))
-
-    def both(self, fn: Callable[[], Any], graph: bool = True) -> tuple[np.ndarray, float, float]:
-        """Per-iteration samples (synchronized, L2 flushed), DeepEP's back-to-back mean and
-        the CUDA-graph time per call (not for calls that read results on the host)."""
-        graphed = self.graph(fn) if self.use_graph and graph else np.nan
-        return self(fn), self.back_to_back(fn), graphed
-
-
-T0 = time.monotonic()
 NODES: list[int] = []
 """Node of every rank, from bench.launch.place_comm (filled once the ranks are up)."""
 
@@ -159,21 +83,6 @@ NODES: list[int] = []
 def make_engine(comm: Any, setup: MoESetup) -> MoEEngine:
     """An engine on the launch's real rank -> node map (NODES)."""
     return MoEEngine(comm, setup, rank_node=tuple(NODES))
-
-
-def say(comm: Any, text: str) -> None:
-    """Progress on rank 0, with seconds since start (the table comes only at the end)."""
-    if comm.rank == 0:
-        print(f"[{time.monotonic() - T0:7.1f} s] {text}", flush=True)
-
-
-def stats(samples: np.ndarray) -> dict[str, float]:
-    return {
-        "p50_us": float(np.median(samples) * 1e6),
-        "p10_us": float(np.percentile(samples, 10) * 1e6),
-        "p90_us": float(np.percentile(samples, 90) * 1e6),
-        "mean_us": float(np.mean(samples) * 1e6),
-    }
 
 
 def raw_alltoall(comm: Any, send_rows: list[int], recv_rows: list[int], row_bytes: int):

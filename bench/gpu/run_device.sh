@@ -40,6 +40,13 @@ print(pathlib.Path(list(m.__path__)[0]))
 EOF
 }
 
+use_nccl_lib() {
+  # nccl-tests binaries find the image's NCCL (pip nvidia.nccl) through LD_LIBRARY_PATH
+  local home
+  home=$(nccl_home)
+  export LD_LIBRARY_PATH="$home/lib:${LD_LIBRARY_PATH:-}"
+}
+
 part_nccltestsbuild() {
   section nccl-tests build
   [ -x .device/nccl-tests/build/alltoall_perf ] && return 0
@@ -48,8 +55,10 @@ part_nccltestsbuild() {
   mpi=$(dirname "$(dirname "$(command -v mpicc)")")
   [ -e "$nccl/lib/libnccl.so" ] || ln -sf "$(ls "$nccl"/lib/libnccl.so.* | head -1)" "$nccl/lib/libnccl.so"
   # Debian's Open MPI keeps mpi.h and libmpi outside MPI_HOME's include/ and lib/
-  export CPATH="$(mpicc -showme:incdirs | tr ' ' ':')${CPATH:+:$CPATH}"
-  export LIBRARY_PATH="$(mpicc -showme:libdirs | tr ' ' ':')${LIBRARY_PATH:+:$LIBRARY_PATH}"
+  local inc lib
+  inc=$(mpicc -showme:incdirs | tr ' ' ':')
+  lib=$(mpicc -showme:libdirs | tr ' ' ':')
+  export CPATH="$inc${CPATH:+:$CPATH}" LIBRARY_PATH="$lib${LIBRARY_PATH:+:$LIBRARY_PATH}"
   make -C .device/nccl-tests -j16 MPI=1 MPI_HOME="$mpi" NCCL_HOME="$nccl" \
     CUDA_HOME=/usr/local/cuda NVCC_GENCODE="-gencode=arch=compute_90,code=sm_90" \
     >"$OUT/nccltests-build.log" 2>&1 || { tail -30 "$OUT/nccltests-build.log"; return 1; }
@@ -57,7 +66,7 @@ part_nccltestsbuild() {
 
 part_nccltests() {
   part_nccltestsbuild || return 1
-  export LD_LIBRARY_PATH="$(nccl_home)/lib:${LD_LIBRARY_PATH:-}"
+  use_nccl_lib
   local b=.device/nccl-tests/build
   for t in all_reduce alltoall; do
     section "nccl-tests $t (loop)"
@@ -74,7 +83,7 @@ part_fixtures() {
   section "nccl-tests fixtures"
   local b=.device/nccl-tests/build f="$OUT/nccl"
   mkdir -p "$f"
-  export LD_LIBRARY_PATH="$(nccl_home)/lib:${LD_LIBRARY_PATH:-}"
+  use_nccl_lib
   local run=("${MPIRUN[@]}" -x LD_LIBRARY_PATH)
   "${run[@]}" "$b/all_reduce_perf" -b 1K -e 64M -f 8 -g 1 -n 20 -w 5 >"$f/all_reduce_perf.txt" 2>&1
   "${run[@]}" "$b/alltoall_perf" -b 1K -e 64M -f 8 -g 1 -n 20 -w 5 \

@@ -42,40 +42,50 @@ class Bench:
     flush: bool
     use_graph: bool = False
 
-    def __call__(self, fn: Callable[[], Any]) -> np.ndarray:
-        cuda = torch.cuda.is_available() and self.comm.backend != "gloo"
-        for _ in range(self.warmup):
-            fn()
-        scratch = torch.empty(L2_FLUSH_BYTES // 4 if cuda else 1, dtype=torch.int32)
-        if cuda:
-            scratch = scratch.cuda()
-            torch.cuda.synchronize()
+    @property
+    def on_gpu(self) -> bool:
+        return torch.cuda.is_available() and self.comm.backend != "gloo"
+
+    def _timed(
+        self, fn: Callable[[], Any], count: int, before: Callable[[], Any] | None = None
+    ) -> np.ndarray:
+        """This rank's seconds for `count` calls of fn, each bracketed by the comm's timer
+        (`before` runs untimed ahead of each call)."""
         timer = self.comm.timer()
-        for _ in range(self.iters):
-            if self.flush and cuda:
-                scratch.zero_()
-            if cuda:
-                torch.cuda.synchronize()
+        for _ in range(count):
+            if before is not None:
+                before()
             timer.start()
             fn()
             timer.stop()
-        samples = np.asarray(timer.elapsed_s(), dtype=np.float64)
-        return self.comm.max_over_ranks(samples)
+        return np.asarray(timer.elapsed_s(), dtype=np.float64)
+
+    def _warm(self, fn: Callable[[], Any]) -> None:
+        for _ in range(self.warmup):
+            fn()
+
+    def __call__(self, fn: Callable[[], Any]) -> np.ndarray:
+        """Per-iteration samples: L2 flushed (if asked) and the device idle before each call."""
+        self._warm(fn)
+        if not self.on_gpu:
+            return self.comm.max_over_ranks(self._timed(fn, self.iters))
+        scratch = torch.empty(L2_FLUSH_BYTES // 4, dtype=torch.int32, device="cuda")
+
+        def settle() -> None:
+            if self.flush:
+                scratch.zero_()
+            torch.cuda.synchronize()
+
+        return self.comm.max_over_ranks(self._timed(fn, self.iters, settle))
 
     def back_to_back(self, fn: Callable[[], Any]) -> float:
         """DeepEP's `bench`: warm up, flush L2 once, time `iters` calls issued back to back
         (events only, no sync between calls), mean of all but the first; max over ranks."""
-        for _ in range(self.warmup):
-            fn()
-        if torch.cuda.is_available() and self.comm.backend != "gloo":
+        self._warm(fn)
+        if self.on_gpu:
             torch.empty(L2_FLUSH_BYTES // 4, dtype=torch.int32, device="cuda").zero_()
             torch.cuda.synchronize()
-        timer = self.comm.timer()
-        for _ in range(self.iters):
-            timer.start()
-            fn()
-            timer.stop()
-        samples = np.asarray(timer.elapsed_s(), dtype=np.float64)[1:]
+        samples = self._timed(fn, self.iters)[1:]
         return float(np.max(self.comm.max_over_ranks(np.asarray([samples.mean()]))))
 
     def graph(self, fn: Callable[[], Any]) -> float:
@@ -89,12 +99,7 @@ class Bench:
         if replay is None:
             return float("nan")
         replay()
-        timer = self.comm.timer()
-        for _ in range(5):
-            timer.start()
-            replay()
-            timer.stop()
-        per_call = np.asarray(timer.elapsed_s(), dtype=np.float64) / self.iters
+        per_call = self._timed(replay, 5) / self.iters
         return float(np.median(self.comm.max_over_ranks(per_call)))
 
     def both(self, fn: Callable[[], Any], graph: bool = True) -> tuple[np.ndarray, float, float]:
@@ -102,8 +107,3 @@ class Bench:
         the CUDA-graph time per call (not for calls that read results on the host)."""
         graphed = self.graph(fn) if self.use_graph and graph else np.nan
         return self(fn), self.back_to_back(fn), graphed
-
-
-T0 = time.monotonic()
-NODES: list[int] = []
-"""Node of every rank, from bench.launch.place_comm (filled once the ranks are up)."""

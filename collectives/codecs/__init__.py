@@ -91,23 +91,17 @@ class Codec:
             return "triton" if triton_kernels.available() else "torch"
         return "numba"
 
-    def _module(self, device: torch.device) -> tuple[str, _Impl]:
+    def _module(self, device: torch.device) -> _Impl:
         impl = self.resolve(device)
         if impl in ("numpy", "numba") and device.type != "cpu":
             raise ValueError(f"codec implementation {impl!r} runs on CPU tensors only")
-        return impl, _impl_module(impl)
+        return _impl_module(impl)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """[num_tokens, hidden] float32/bfloat16 -> flat uint8 wire tensor, same device."""
         x = _check_input(x)
-        impl, module = self._module(x.device)
-        if self.spec.kind == "bf16" and impl in ("torch", "triton"):
-            from collectives.codecs import torch_ops
-
-            return torch_ops.encode_bf16(x, self.spec)  # no float32 widening pass
-        if impl == "triton":
-            return module.encode(self.spec, x)  # reads bfloat16 directly
-        return module.encode(self.spec, x.float())
+        # each implementation widens what it must (Triton and BF16 read bfloat16 as it is)
+        return self._module(x.device).encode(self.spec, x)
 
     def decode(self, wire: torch.Tensor, num_tokens: int, hidden: int) -> torch.Tensor:
         """Wire bytes -> [num_tokens, hidden] float32 on the wire's device."""
@@ -117,7 +111,7 @@ class Codec:
                 f"{self.name} wire for [{num_tokens}, {hidden}] must be {expected} uint8 bytes, "
                 f"got {wire.numel()} of {wire.dtype}"
             )
-        _, module = self._module(wire.device)
+        module = self._module(wire.device)
         return module.decode(self.spec, wire.reshape(-1), num_tokens, hidden)
 
     def sent_bytes(self, wire: torch.Tensor, num_tokens: int, hidden: int) -> int:

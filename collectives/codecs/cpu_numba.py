@@ -73,7 +73,7 @@ def _decode_np(spec: CodecSpec, wire: np.ndarray, num_tokens: int, hidden: int) 
 
 
 def encode(spec: CodecSpec, x: torch.Tensor) -> torch.Tensor:
-    return torch.from_numpy(_encode_np(spec, np.ascontiguousarray(x.numpy())))
+    return torch.from_numpy(_encode_np(spec, np.ascontiguousarray(x.float().numpy())))
 
 
 def decode(spec: CodecSpec, wire: torch.Tensor, num_tokens: int, hidden: int) -> torch.Tensor:

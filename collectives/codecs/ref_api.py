@@ -37,7 +37,7 @@ def decode_np(spec: CodecSpec, wire: np.ndarray, num_tokens: int, hidden: int) -
 
 
 def encode(spec: CodecSpec, x: torch.Tensor) -> torch.Tensor:
-    return torch.from_numpy(encode_np(spec, x.numpy()))
+    return torch.from_numpy(encode_np(spec, x.float().numpy()))
 
 
 def decode(spec: CodecSpec, wire: torch.Tensor, num_tokens: int, hidden: int) -> torch.Tensor:

@@ -25,7 +25,9 @@ _DECODERS: dict[str, Callable[[torch.Tensor, CodecSpec, int, int], torch.Tensor]
 
 
 def encode(spec: CodecSpec, x: torch.Tensor) -> torch.Tensor:
-    """float32 [T, H] -> flat uint8 wire on x's device."""
+    """float32 or bfloat16 [T, H] -> flat uint8 wire on x's device. BF16 rows go to the
+    conversion as they are (no float32 pass); the other codecs compute in float32."""
+    x = x if spec.kind == "bf16" else x.float()
     return _ENCODERS[spec.kind](x, spec).contiguous()
 
 

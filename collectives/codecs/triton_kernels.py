@@ -179,7 +179,7 @@ def _encode_kernel(kind: str) -> Any:
 def encode(spec: CodecSpec, x: torch.Tensor, config: KernelConfig | None = None) -> torch.Tensor:
     """[T, H] float32 or bfloat16 -> flat uint8 wire; BF16 / DeepEP via torch ops."""
     if spec.kind not in KERNEL_KINDS or x.shape[0] == 0:
-        return torch_impl.encode(spec, x.float())
+        return torch_impl.encode(spec, x)
     from collectives.codecs import triton_fp8, triton_logfmt
     from collectives.codecs.triton_common import COEF
 

@@ -19,14 +19,9 @@ from tests.conftest import cli_env, run_cli
 
 pytestmark = [pytest.mark.mpi, pytest.mark.timeout(180)]
 HOSTS = ("nodeA", "nodeB")
-TOPOLOGY = """\
-name = "two-plane"
-fabric = "multi-plane"
-num_nodes = 2
-gpus_per_node = 2
-nics_per_node = 2
-num_planes = 2
-"""
+TOPOLOGY = (
+    pathlib.Path(__file__).parents[1] / "fixtures" / "topologies" / "two_plane.toml"
+).read_text()
 
 
 def _gen(out: pathlib.Path, rank_map: str) -> None:

@@ -41,14 +41,9 @@ pxn = ["on", "off"]
 """
 
 
-TOPOLOGY = """\
-name = "two-plane"
-fabric = "multi-plane"
-num_nodes = 2
-gpus_per_node = 2
-nics_per_node = 2
-num_planes = 2
-"""
+TOPOLOGY = (
+    pathlib.Path(__file__).parents[1] / "fixtures" / "topologies" / "two_plane.toml"
+).read_text()
 
 
 def _write_spec(folder: pathlib.Path, text: str = SPEC) -> None:

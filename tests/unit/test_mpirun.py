@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
+import pathlib
+
 import pytest
 
 from bench.cmd_mpirun import host_files, layout, load_topology, machine_runs
 from bench.errors import UsageError
 
-TWO_PLANES = """\
-name = "two-plane"
-fabric = "multi-plane"
-num_nodes = 2
-gpus_per_node = 2
-nics_per_node = 2
-num_planes = 2
-"""
+TWO_PLANES = (
+    pathlib.Path(__file__).parents[1] / "fixtures" / "topologies" / "two_plane.toml"
+).read_text()
 
 
 def test_block_and_cyclic_placement():

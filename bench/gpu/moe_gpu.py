@@ -76,13 +76,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-NODES: list[int] = []
-"""Node of every rank, from bench.launch.place_comm (filled once the ranks are up)."""
-
-
-def make_engine(comm: Any, setup: MoESetup) -> MoEEngine:
-    """An engine on the launch's real rank -> node map (NODES)."""
-    return MoEEngine(comm, setup, rank_node=tuple(NODES))
+def make_engine(comm: Any, args: argparse.Namespace, setup: MoESetup) -> MoEEngine:
+    """An engine on the launch's real rank -> node map (`args.rank_node`, set by `worker`
+    from bench.launch.place_comm once the ranks are up)."""
+    return MoEEngine(comm, setup, rank_node=args.rank_node)
 
 
 def raw_alltoall(comm: Any, send_rows: list[int], recv_rows: list[int], row_bytes: int):
@@ -113,7 +110,7 @@ def normal_mode(comm: Any, args: argparse.Namespace, bench: Bench) -> list[dict[
     for algo in args.algos.split(","):
         for codec in args.dispatch_codecs.split(","):
             setup = make_setup(args, algo=algo, codec_dispatch=codec)
-            engine = make_engine(comm, setup)
+            engine = make_engine(comm, args, setup)
             x = make_tokens(setup, comm.rank, engine.device)
             packed = engine.pack(x)
             first = engine.dispatch(packed)
@@ -181,7 +178,7 @@ def _row(name, timed, raw, nvl_bytes, wrong, row_bytes) -> dict[str, Any]:
 def profile(comm: Any, args: argparse.Namespace) -> None:
     """Where a cached FP8 dispatch and a BF16 combine spend host and device time."""
     setup = make_setup(args, codec_dispatch=first_codec(args))
-    engine = make_engine(comm, setup)
+    engine = make_engine(comm, args, setup)
     packed = engine.pack(make_tokens(setup, comm.rank, engine.device))
     first = engine.dispatch(packed)
     rows_in = check.identity_rows(engine, first).to(torch.bfloat16)
@@ -207,7 +204,7 @@ def low_latency(comm: Any, args: argparse.Namespace, bench: Bench) -> list[dict[
         setup = make_setup(
             args, num_tokens=tokens, mode="low-latency", codec_dispatch=first_codec(args)
         )
-        engine = make_engine(comm, setup)
+        engine = make_engine(comm, args, setup)
         x = make_tokens(setup, comm.rank, engine.device)
         packed = engine.pack(x)
         result = engine.dispatch(packed)
@@ -234,12 +231,11 @@ def low_latency(comm: Any, args: argparse.Namespace, bench: Bench) -> list[dict[
 
 def overlap(comm: Any, args: argparse.Namespace) -> dict[str, Any]:
     half = max(1, args.num_tokens // 2)
-    engines = [
-        make_engine(
-            comm, make_setup(args, num_tokens=half, codec_dispatch=first_codec(args), seed=mb + 1)
-        )
+    setups = [
+        make_setup(args, num_tokens=half, codec_dispatch=first_codec(args), seed=mb + 1)
         for mb in range(2)
     ]
+    engines = [make_engine(comm, args, setup) for setup in setups]
     xs = [make_tokens(e.setup, comm.rank, e.device) for e in engines]
     packed = [e.pack(x) for e, x in zip(engines, xs, strict=True)]
     expert = StandInExpert(args.hidden, args.expert_dim, engines[0].device, torch.bfloat16)
@@ -286,8 +282,8 @@ def worker(args: argparse.Namespace) -> None:
     launch = launch_info(found, gpus_per_node=args.gpus_per_node, timeout_s=600, device=device)
     comm = create(args.backend, launch)
     # the rank -> node map as launched (any placement), for routing and hierarchical hops
-    NODES.extend(place_comm(comm, os.environ, found, args.gpus_per_node).node)
-    say(comm, f"{comm.world} ranks up on {args.backend}, nodes {sorted(set(NODES))}")
+    args.rank_node = tuple(place_comm(comm, os.environ, found, args.gpus_per_node).node)
+    say(comm, f"{comm.world} ranks up on {args.backend}, nodes {sorted(set(args.rank_node))}")
     bench = Bench(comm, args.iters, args.warmup, not args.no_flush,
                   use_graph=device == "cuda" and not args.no_graph)  # fmt: skip
     skip = set(args.skip.split(","))

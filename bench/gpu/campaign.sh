@@ -4,6 +4,7 @@
 #      MoE and DeepEP on GPUs 0-1 (all pairs there are NVLink NV18, as on nvidia-h200-x2)
 #   2  nccl backend beside nccl-tests, loop-block experiment, compressed alltoall (GPUs 0-1)
 #   3  MoE and DeepEP on 4 GPUs
+#   4  codec identity + launch-shape sweep (GPU 3) | loop-mode timeline, small sizes (GPUs 0-1)
 # Measured 2026-11-28: phase 1 about 4 min, phase 2 about 4.5 min, phase 3 about 3.5 min,
 # so one call of at most 10 minutes holds phases 1 and 3, or 2 alone. Needs .device/nccl-tests
 # and .device/deepep (see run_device.sh). Then `run_device.sh pack` puts everything in
@@ -47,6 +48,25 @@ phase3() {
   bash $B deepepbuild >/dev/null 2>&1
   CUDA_VISIBLE_DEVICES=0,1,2,3 NGPU=4 MOE_TIMEOUT=150 MOE_ARGS="--skip overlap" bash $B moe
   CUDA_VISIBLE_DEVICES=0,1,2,3 NGPU=4 DEEPEP_TIMEOUT=110 bash $B deepep
+}
+
+phase4() {
+  say "4: codec identity and launch-shape sweep on GPU 3 | loop timeline, small sizes (GPUs 0-1)"
+  bash $B env
+  ( export CUDA_VISIBLE_DEVICES=3
+    timeout 100 python3 bench/gpu/codec_gpu.py --out "$OUT/codecs.json" \
+      --sizes 4096x7168,16384x7168 --codecs fp8_e4m3,logfmt8,logfmt10,bf16 --repeats 20
+    timeout 330 python3 bench/gpu/codec_tune.py --out "$OUT/codec-tune.json"
+  ) >"$OUT/codecs.txt" 2>&1 &
+  local codecs=$!
+  bash $B nccltestsbuild >"$OUT/builds.txt" 2>&1 &
+  local builds=$!
+  export CUDA_VISIBLE_DEVICES=0,1 NGPU=2
+  timeout 120 bash $B timeline
+  wait $builds
+  SIZES_ARGS="-b 1K -e 1M -f 4" CORE_BACKENDS=nccl timeout 150 bash $B nccltests core
+  timeout 60 bash $B loopnoalign
+  wait $codecs; cat "$OUT/codecs.txt"
 }
 
 for p in "${@:-1 2 3}"; do

@@ -2,8 +2,8 @@
 
     python bench/gpu/codec_tune.py --out codec_tune.json
 
-For each size (default 4096x7168 and 16384x7168, bfloat16 input) it times a device copy of
-the input (bytes read + written), then every launch shape that
+For each input dtype (bfloat16, float32) and size (default 4096x7168 and 16384x7168) it
+times a device copy of the input (bytes read + written), then every launch shape that
 collectives.codecs.triton_kernels.sweep_configs lists for the encode and decode kernels of
 fp8_e4m3, logfmt8 and logfmt10. Before a shape is timed its output must equal the default
 shape's output byte for byte (and bit for bit after decode), and the numpy reference on a
@@ -40,6 +40,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--out", type=pathlib.Path, required=True, help="JSON results file")
     p.add_argument("--sizes", default="4096x7168,16384x7168", help="TOKENSxHIDDEN,...")
     p.add_argument("--codecs", default="fp8_e4m3,logfmt8,logfmt10")
+    p.add_argument("--dtypes", default="bfloat16,float32", help="input dtypes to sweep")
     p.add_argument("--repeats", type=int, default=25, help="timed calls per shape (>= 20)")
     return p.parse_args()
 
@@ -95,10 +96,12 @@ def sweep_op(name: str, op: str, x: torch.Tensor, wire: torch.Tensor, repeats: i
     return rows
 
 
-def sweep_size(args: argparse.Namespace, tokens: int, hidden: int) -> tuple[float, list[dict]]:  # type: ignore[type-arg]
-    """(copy GB/s, rows) for one input size."""
+def sweep_size(
+    args: argparse.Namespace, tokens: int, hidden: int, dtype: str
+) -> tuple[float, list[dict]]:  # type: ignore[type-arg]
+    """(copy GB/s, rows) for one input size and dtype."""
     torch.manual_seed(0)
-    x = (torch.randn(tokens, hidden, device="cuda") * 0.5).to(torch.bfloat16)
+    x = (torch.randn(tokens, hidden, device="cuda") * 0.5).to(getattr(torch, dtype))
     dst = torch.empty_like(x)
     copy_s = statistics.median(timed(lambda: dst.copy_(x), args.repeats))
     copy_gbps = 2 * x.numel() * x.element_size() / copy_s / 1e9
@@ -108,6 +111,7 @@ def sweep_size(args: argparse.Namespace, tokens: int, hidden: int) -> tuple[floa
         for op in tk.OPS:
             rows += sweep_op(name, op, x, wire, args.repeats)
     for r in rows:
+        r["dtype"] = dtype
         r["copy_rw_gbps"] = copy_gbps
         r["vs_copy"] = r["rw_gbps"] / copy_gbps
     return copy_gbps, rows
@@ -116,22 +120,23 @@ def sweep_size(args: argparse.Namespace, tokens: int, hidden: int) -> tuple[floa
 def print_table(rows: list[dict]) -> None:  # type: ignore[type-arg]
     best = {}
     for r in rows:
-        key = (r["codec"], r["op"], r["tokens"])
+        key = (r["codec"], r["op"], r["tokens"], r["dtype"])
         if r["identical"] and r["vs_copy"] > best.get(key, (0.0, None))[0]:
             best[key] = (r["vs_copy"], r["config"])
-    print(f"{'codec':9s} {'op':6s} {'tokens':>6s} {'config':12s} {'us':>8s} {'GB/s':>6s} "
-          f"{'/copy':>5s}  target")  # fmt: skip
+    print(f"{'codec':9s} {'op':6s} {'tokens':>6s} {'dtype':8s} {'config':12s} {'us':>8s} "
+          f"{'GB/s':>6s} {'/copy':>5s}  target")  # fmt: skip
     for r in rows:
-        key = (r["codec"], r["op"], r["tokens"])
+        key = (r["codec"], r["op"], r["tokens"], r["dtype"])
         mark = ("*" if best.get(key, (0, None))[1] == r["config"] else " ") + (
             "d" if r["is_default"] else " "
         )
         if not r["identical"]:
-            print(f"{r['codec']:9s} {r['op']:6s} {r['tokens']:6d} {r['config']:12s} WRONG")
+            print(f"{r['codec']:9s} {r['op']:6s} {r['tokens']:6d} {r['dtype']:8s} "
+                  f"{r['config']:12s} WRONG")  # fmt: skip
             continue
         target = TARGETS.get(r["codec"])
         verdict = "" if target is None else ("met" if r["vs_copy"] >= target else "missed")
-        print(f"{r['codec']:9s} {r['op']:6s} {r['tokens']:6d} {r['config']:12s} "
+        print(f"{r['codec']:9s} {r['op']:6s} {r['tokens']:6d} {r['dtype']:8s} {r['config']:12s} "
               f"{r['median_s'] * 1e6:8.1f} {r['rw_gbps']:6.0f} {r['vs_copy']:5.2f}{mark} "
               f"{verdict}")  # fmt: skip
 
@@ -147,11 +152,13 @@ def main() -> int:
         return 2
     began = time.perf_counter()
     copies, rows = {}, []
-    for size in args.sizes.split(","):
-        tokens, hidden = (int(v) for v in size.split("x"))
-        copies[size], size_rows = sweep_size(args, tokens, hidden)
-        rows += size_rows
-        print(f"{size}: device copy {copies[size]:.0f} GB/s (read + written)")
+    for dtype in args.dtypes.split(","):
+        for size in args.sizes.split(","):
+            tokens, hidden = (int(v) for v in size.split("x"))
+            key = f"{size} {dtype}"
+            copies[key], size_rows = sweep_size(args, tokens, hidden, dtype)
+            rows += size_rows
+            print(f"{key}: device copy {copies[key]:.0f} GB/s (read + written)", flush=True)
     print_table(rows)
     facts = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
              "triton": tk.triton.__version__, "python": platform.python_version(),

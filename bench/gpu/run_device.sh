@@ -2,7 +2,7 @@
 # Check and time epbench on a GPU machine in one call, beside nccl-tests built there.
 #
 #   bash bench/gpu/run_device.sh PART...
-#   PART: env nccltestsbuild nccltests fixtures core loopnoalign transports ncclexp probe
+#   PART: env nccltestsbuild nccltests fixtures core loopnoalign transports ncclexp probe timeline
 #         codecs compressed moe deepepbuild deepep pack
 #
 # nccl-tests' source is expected, unpacked, in .device/nccl-tests and DeepEP's (V1, e.g.
@@ -134,6 +134,11 @@ part_ncclexp() {
 part_probe() {
   section "host vs device cost per small op"
   "${MPIRUN[@]}" python3 tests/gpu/probe_overhead.py
+}
+
+part_timeline() {
+  section "loop-mode block timeline (host phases, per-op device events)"
+  "${MPIRUN[@]}" python3 bench/gpu/loop_timeline.py --out "$OUT/loop-timeline.json"
 }
 
 part_codecs() {

@@ -35,18 +35,26 @@ from collectives.backends.nccl_types import (
 
 
 class CudaEventTimer:
-    """start/stop record CUDA events on the communication stream; events come from a pool
-    refilled in `start`, so no allocation sits between an op and its stop event."""
+    """start/stop record CUDA events on the communication stream. Events come from the
+    communicator's pool, which `__init__` fills (before any barrier or alignment op, so
+    creating events never lands between the ranks' synchronization and a start event, where
+    uneven driver time would be charged to a sample as rank skew); `elapsed_s` hands them back."""
 
-    def __init__(self, cupy: Any, stream: Any) -> None:
-        self._cupy, self._stream = cupy, stream
-        self._pool: list[Any] = []
+    POOL_CHUNK = 256
+
+    def __init__(self, cupy: Any, stream: Any, pool: list[Any], reserve: int = 64) -> None:
+        self._cupy, self._stream, self._pool = cupy, stream, pool
         self._pairs: list[tuple[Any, Any]] = []
+        self._times: list[float] = []
         self._begin: Any = None
+        self._reserve(reserve)
+
+    def _reserve(self, count: int) -> None:
+        if len(self._pool) < count:
+            self._pool.extend(self._cupy.cuda.Event() for _ in range(self.POOL_CHUNK))
 
     def start(self) -> None:
-        if len(self._pool) < 2:
-            self._pool.extend(self._cupy.cuda.Event() for _ in range(256))
+        self._reserve(2)
         self._begin = self._pool.pop()
         self._begin.record(self._stream)
 
@@ -58,7 +66,11 @@ class CudaEventTimer:
     def elapsed_s(self) -> list[float]:
         self._stream.synchronize()
         elapsed = self._cupy.cuda.get_elapsed_time
-        return [elapsed(a, b) / 1e3 for a, b in self._pairs]
+        self._times += [elapsed(a, b) / 1e3 for a, b in self._pairs]
+        for pair in self._pairs:
+            self._pool.extend(pair)
+        self._pairs = []
+        return list(self._times)
 
 
 class NcclComm:
@@ -83,6 +95,7 @@ class NcclComm:
         self._consts = vars(self._nccl)
         self._alloc = bf.Allocator(kind="cupy", arena=bf.HostArena(), device_index=ctx["device"])
         self._flag = self._cupy.zeros(1, np.float32)
+        self._events: list[Any] = []
 
     # ---- facts and buffers ----------------------------------------------------------------
     def facts(self) -> dict[str, Any]:
@@ -256,7 +269,7 @@ class NcclComm:
         self.stream.synchronize()
 
     def timer(self) -> CudaEventTimer:
-        return CudaEventTimer(self._cupy, self.stream)
+        return CudaEventTimer(self._cupy, self.stream, self._events)
 
     def capture(self, fn: Callable[[], None], num_iters: int) -> Callable[[], None] | None:
         """Record `num_iters` calls of `fn` (which must issue work on this comm) in one graph."""

@@ -113,7 +113,9 @@ def sweep_configs(kind: str, op: str) -> tuple[KernelConfig, ...]:
                   (128, 4, 2), (128, 8, 2)]  # fmt: skip
         out = [KernelConfig(block_tiles=bt, num_warps=w, groups=g) for bt, w, g in shapes]
     else:
-        out = [KernelConfig(block_tiles=bt, num_warps=w) for bt in (8, 16, 32, 64) for w in (4, 8)]
+        shapes = [(8, 2), (8, 4), (16, 4), (16, 8), (32, 4), (32, 8), (64, 4), (64, 8), (64, 16),
+                  (128, 8), (128, 16)]  # fmt: skip
+        out = [KernelConfig(block_tiles=bt, num_warps=w) for bt, w in shapes]
     out += [dataclasses.replace(default, steps=4, num_stages=s) for s in (1, 2)]
     return (default, *(c for c in out if c != default))
 

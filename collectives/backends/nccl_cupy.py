@@ -1,11 +1,13 @@
 """The `nccl` backend: NCCL called directly through CuPy's bindings (`cupy.cuda.nccl`).
 
-This is the path nccl-tests measures: one NCCL communicator per process, every call issued on
-one dedicated non-blocking CUDA stream, all-to-all as grouped send/recv, CUDA events on that
-stream for timing, and `capture` recording `num_iters` calls into one CUDA graph replayed on
-the same stream (nccl-tests' `-G`). The unique id is created on rank 0 and handed out through
-a torch.distributed TCPStore at `LaunchInfo.master_addr:master_port`, which also carries small
-host objects (`gather_object`, `split`). The GPU is `host_local_rank` modulo the visible GPUs.
+This is the path nccl-tests measures: one NCCL communicator per process, every call issued on one
+dedicated non-blocking CUDA stream, all-to-all through ncclAlltoAll where NCCL has it
+(2.28+, as nccl-tests; nccl_native.py) and as grouped send/recv otherwise and for alltoallv,
+CUDA events on that stream for timing, and `capture` recording `num_iters` calls into one
+CUDA graph replayed on the same stream (nccl-tests' `-G`). The unique id is created on rank
+0 and handed out through a torch.distributed TCPStore at
+`LaunchInfo.master_addr:master_port`, which also carries small host objects
+(`gather_object`, `split`). The GPU is `host_local_rank` modulo the visible GPUs.
 
 Buffers are CuPy arrays; bfloat16 and float8 are stored as raw uint16/uint8 and passed to NCCL
 with its own type codes (ncclBfloat16, and ncclFloat8e4m3/e5m2 when the NCCL library has them,
@@ -23,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from collectives.backends import buffers as bf
-from collectives.backends import calls
+from collectives.backends import calls, nccl_native
 from collectives.backends.base import BackendUnavailable, CommError, LaunchInfo, canonical_dtype
 from collectives.backends.nccl_types import (
     NCCL_TYPES,
@@ -96,6 +98,7 @@ class NcclComm:
         self._alloc = bf.Allocator(kind="cupy", arena=bf.HostArena(), device_index=ctx["device"])
         self._flag = self._cupy.zeros(1, np.float32)
         self._events: list[Any] = []
+        self._alltoall_fn = nccl_native.alltoall_function(self._version)
 
     # ---- facts and buffers ----------------------------------------------------------------
     def facts(self) -> dict[str, Any]:
@@ -110,7 +113,9 @@ class NcclComm:
             "gpu": name.decode() if isinstance(name, bytes) else str(name),
             "device_index": self._ctx["device"],
             "stream": "dedicated non-blocking stream",
-            "alltoall": "grouped ncclSend/ncclRecv",
+            "alltoall": "ncclAlltoAll (uniform), grouped ncclSend/ncclRecv (alltoallv)"
+            if self._alltoall_fn is not None
+            else "grouped ncclSend/ncclRecv",
             "bootstrap": "torch.distributed TCPStore",
             "fp8_reductions": self.supports_reduction("float8_e4m3"),
         }
@@ -174,12 +179,26 @@ class NcclComm:
             )
         sp, rp = bf.device_pointer(inp), bf.device_pointer(out)
         code, size = move_type(self._dtype(inp))
+        if self._alltoall_fn is not None and len({*s_lay.counts_bytes, *r_lay.counts_bytes}) == 1:
+            return self._native_all_to_all(sp, rp, s_lay.counts_bytes[0] // size, code)
         peers = [
             (p, sp + s_lay.displs_bytes[p], s_lay.counts_bytes[p] // size, code,
              rp + r_lay.displs_bytes[p], r_lay.counts_bytes[p] // size, code)
             for p in range(self.world)
         ]  # fmt: skip
         return self._grouped(peers)
+
+    def _native_all_to_all(self, sp: int, rp: int, count: int, code: int) -> calls.Run:
+        """Equal blocks through ncclAlltoAll (NCCL >= 2.28), as nccl-tests' alltoall_perf."""
+        fn, comm, stream, rank = self._alltoall_fn, self._comm.comm, self.stream.ptr, self.rank
+        assert fn is not None
+
+        def run() -> None:
+            status = fn(sp, rp, count, code, comm, stream)
+            if status:
+                raise CommError(f"NCCL ncclAlltoAll failed on rank {rank}: status {status}")
+
+        return run
 
     def _grouped(self, peers: list[tuple[int, ...]]) -> calls.Run:
         """Per peer: send (address, count, type) and receive (address, count, type); a count

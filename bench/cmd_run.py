@@ -227,7 +227,8 @@ def _progress(enabled: bool, total: int, op: str) -> Iterator[Callable[[], None]
 
 
 def _print_banner(args: argparse.Namespace, comm: Any, bound: bool = False) -> None:
-    mode = "CUDA graph replay" if args.cudagraph else "back-to-back loop"
+    replay = "compiled replay of the MPI calls" if comm.backend == "mpi" else "CUDA graph replay"
+    mode = replay if args.cudagraph else "back-to-back loop"
     print(
         f"# epbench {args.op}  backend {comm.backend}  ranks {comm.world}  "
         f"nodes {comm.num_nodes} x {comm.local_world}  device {comm.device}"

@@ -59,7 +59,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
         type=int,
         default=0,
         help="CUDA-graph mode as nccl-tests: capture -n ops in a graph, launch it N times "
-        "per sample (0: off)",
+        "per sample (0: off); on the mpi backend the recorded MPI calls are replayed -n times "
+        "from compiled code instead",
     )
     g.add_argument(
         "-z", "--blocking", type=_bool01, default=False, help="synchronize after every op (0/1)"

@@ -7,6 +7,7 @@ All pure: no MPI, CUDA or NCCL here.
 from __future__ import annotations
 
 import dataclasses
+import pathlib
 import time
 import weakref
 from collections.abc import Callable
@@ -166,3 +167,17 @@ def divider(typed: np.ndarray, world: int) -> Run:
         typed[...] = (typed.astype(np.float64) / world).astype(typed.dtype)
 
     return divide
+
+
+def loaded_library(prefix: str, maps: str | None = None) -> str | None:
+    """Path of the first shared library named `prefix`.so* mapped into this process."""
+    if maps is None:
+        try:
+            maps = pathlib.Path("/proc/self/maps").read_text()
+        except OSError:
+            return None
+    for line in maps.splitlines():
+        fields = line.split()
+        if fields and pathlib.PurePath(fields[-1]).name.startswith(f"{prefix}.so"):
+            return fields[-1]
+    return None

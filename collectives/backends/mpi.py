@@ -17,7 +17,6 @@ numpy/ml_dtypes for bfloat16. float8 reductions are refused.
 
 from __future__ import annotations
 
-import dataclasses
 import weakref
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -26,22 +25,11 @@ from typing import Any
 import numpy as np
 
 from collectives.backends import buffers as bf
-from collectives.backends import calls, mpi_setup
+from collectives.backends import calls, mpi_native, mpi_setup, mpi_wire
 from collectives.backends.base import CommError, LaunchInfo, canonical_dtype
+from collectives.backends.mpi_wire import Wire
 
 Run = calls.Run
-
-
-@dataclasses.dataclass
-class Wire:
-    """How one buffer reaches MPI: the memory MPI sees and copies around the call."""
-
-    memory: Any
-    nbytes: int
-    stage_in: Run | None = None
-    stage_out: Run | None = None
-    host: np.ndarray | None = None
-    """Host bytes (uint8) of the buffer or its staging copy; None for direct device memory."""
 
 
 class MpiComm:
@@ -57,6 +45,9 @@ class MpiComm:
         self._mpi = setup.mpi
         self._alloc = alloc
         self._plans = calls.Plans()
+        self._natives: dict[tuple[Any, ...], mpi_native.NativeCall | None] = {}
+        self._recording: list[mpi_native.NativeCall | None] | None = None
+        self._native: mpi_native.Native | bool | None = False  # False: not loaded yet
         self._last: dict[str, tuple[Any, ...]] = {}
         self.forget_plans()
         self._dtypes: dict[int, tuple[Any, str]] = {}
@@ -95,31 +86,18 @@ class MpiComm:
 
     # ---- wiring ---------------------------------------------------------------------------
     def _wire(self, buf: Any, role: str, host_compute: bool = False) -> Wire:
-        """Memory MPI uses for `buf`; `role` is in, out or inout; device buffers are staged
-        when MPI is not CUDA-aware or the call computes on the host (user ops, avg)."""
-        kind = bf.kind_of(buf)
-        nbytes = bf.nbytes_of(buf)
-        if not bf.is_device(kind):
-            return Wire(bf.host_bytes(buf), nbytes, host=bf.host_bytes(buf))
-        # plans must not keep `buf` alive (their look-up relies on its weak reference):
-        # MPI gets a bare pointer, staging copies reach the buffer through a weak reference
-        if self._setup.cuda_direct and not host_compute:
-            memory = bf.DeviceBytes(bf.device_pointer(buf), nbytes)
-            sync = None if kind == "fake-device" else (lambda: bf.device_synchronize(kind))
-            return Wire(memory, nbytes, stage_in=sync if role != "out" else None)
-        host = self._alloc.host(nbytes, "uint8")
-        ref = weakref.ref(buf)
-        stage_in = (lambda: bf.copy_to_host(ref(), host)) if role != "out" else None
-        stage_out = (lambda: bf.copy_from_host(host, ref())) if role != "in" else None
-        return Wire(host, nbytes, stage_in, stage_out, host)
+        return mpi_wire.wire(buf, role, host_compute, self._setup.cuda_direct, self._alloc)
 
     def _call(self, key: tuple[Any, ...], a: Any, b: Any, build: Any, *args: Any) -> Any:
         """Run the prepared call for `key` on buffers (a, b), preparing it on first use;
         returns the plan entry (weak refs to a and b, run, cleanup)."""
         entry = self._plans.entries.get(key)
         if entry is None or entry[0]() is not a or entry[1]() is not b:
-            self._plans.put(key, a, b, *build(*args))
+            run, cleanup, self._natives[key] = build(*args)
+            self._plans.put(key, a, b, run, cleanup)
             entry = self._plans.entries[key]
+        if self._recording is not None:
+            self._recording.append(self._natives[key])
         try:
             entry[2]()
         except self._mpi.Exception as exc:
@@ -129,6 +107,7 @@ class MpiComm:
     def forget_plans(self) -> None:
         """Drop every prepared call (frees persistent requests)."""
         self._plans.clear()
+        self._natives.clear()
         self._last = {name: _NO_PLAN for name in ("all_to_all", "send", "recv")}
 
     def _error(self, key: tuple[Any, ...], exc: Exception) -> CommError:
@@ -140,19 +119,30 @@ class MpiComm:
         blocking: Run,
         persistent: Callable[[], Any] | None,
         after: Sequence[Run] = (),
-    ) -> tuple[Run, Run | None]:
+        native: tuple[str, tuple[Any, ...]] | None = None,
+    ) -> tuple[Run, Run | None, mpi_native.NativeCall | None]:
         """Compose staging around the MPI call (and `after` it, before copies back to the
-        device); persistent requests instead of the blocking call when enabled."""
+        device); persistent requests instead of the blocking call when enabled. `native`
+        (C function name, arguments) is what `capture` may replay: kept only for plain calls
+        on host memory."""
+        persist = persistent is not None and self._setup.persistent
+        native_call = mpi_native.keep(self._native_lib(), native, wires, not after and not persist)
         cleanup = None
         call = blocking
-        if persistent is not None and self._setup.persistent:
+        if persist:
+            assert persistent is not None
             reqs = persistent()
             reqs = reqs if isinstance(reqs, list) else [reqs]
             call = calls.start_wait(self._mpi, reqs)
             cleanup = lambda: [r.Free() for r in reqs]  # noqa: E731
         pre = [w.stage_in for w in wires if w.stage_in is not None]
         post = [*after, *(w.stage_out for w in wires if w.stage_out is not None)]
-        return calls.compose(pre, call, post), cleanup
+        return calls.compose(pre, call, post), cleanup, native_call
+
+    def _native_lib(self) -> mpi_native.Native | None:
+        if self._native is False:
+            self._native = mpi_native.load(self._mpi)
+        return self._native or None
 
     # ---- collectives ------------------------------------------------------------------------
     def all_to_all(self, out, inp, send_counts=None, recv_counts=None) -> None:
@@ -186,6 +176,7 @@ class MpiComm:
                 [w_in, w_out],
                 partial(self._comm.Alltoall, s, r),
                 lambda: self._comm.Alltoall_init(s, r),
+                native=("alltoall", (*s, *r, self._comm)),
             )
         s = [w_in.memory, (s_lay.counts_bytes, s_lay.displs_bytes), byte]
         r = [w_out.memory, (r_lay.counts_bytes, r_lay.displs_bytes), byte]
@@ -198,7 +189,7 @@ class MpiComm:
     def all_reduce(self, out, inp, op: str = "sum") -> None:
         key = ("all_reduce", id(out), id(inp), op)
         entry = self._plans.entries.get(key)
-        if entry is not None and entry[0]() is out and entry[1]() is inp:
+        if entry is not None and entry[0]() is out and entry[1]() is inp and not self._recording:
             try:
                 return entry[2]()
             except self._mpi.Exception as exc:
@@ -234,6 +225,9 @@ class MpiComm:
                 partial(c.Reduce_scatter_block, s, r, how.op),
                 lambda: c.Reduce_scatter_block_init(s, r, how.op),
                 after,
+                ("reduce_scatter_block", (w_in.memory, w_out.memory, *r[1:], how.op, c))
+                if how.op.is_predefined
+                else None,
             )
         s = self._mpi.IN_PLACE if in_place else [w_in.memory, count, how.datatype]
         return self._plan(
@@ -241,6 +235,9 @@ class MpiComm:
             partial(c.Allreduce, s, r, how.op),
             lambda: c.Allreduce_init(s, r, how.op),
             after,
+            None
+            if in_place or not how.op.is_predefined
+            else ("allreduce", (w_in.memory, *r, how.op, c)),
         )
 
     def all_gather(self, out, inp) -> None:
@@ -255,6 +252,7 @@ class MpiComm:
             [w_in, w_out],
             partial(self._comm.Allgather, s, r),
             lambda: self._comm.Allgather_init(s, r),
+            native=("allgather", (*s, *r, self._comm)),
         )
 
     def send(self, buf, peer: int) -> None:
@@ -296,13 +294,18 @@ class MpiComm:
             r = [w_r.memory, w_r.nbytes, byte]
             wires.append(w_r)
         if recvbuf is None:
-            return self._plan(wires, partial(c.Send, s, dst, 0), lambda: c.Send_init(s, dst, 0))
+            native = ("send", (*s, dst, 0, c))
+            return self._plan(wires, partial(c.Send, s, dst, 0), lambda: c.Send_init(s, dst, 0),
+                              native=native)  # fmt: skip
         if sendbuf is None:
-            return self._plan(wires, partial(c.Recv, r, src, 0), lambda: c.Recv_init(r, src, 0))
+            native = ("recv", (*r, src, 0, c))
+            return self._plan(wires, partial(c.Recv, r, src, 0), lambda: c.Recv_init(r, src, 0),
+                              native=native)  # fmt: skip
         return self._plan(
             wires,
             partial(c.Sendrecv, s, dst, 0, r, src, 0),
             lambda: [c.Recv_init(r, src, 0), c.Send_init(s, dst, 0)],
+            native=("sendrecv", (*s, dst, 0, *r, src, 0, c)),
         )
 
     # ---- host-side helpers ------------------------------------------------------------------
@@ -316,7 +319,18 @@ class MpiComm:
         return calls.HostTimer()
 
     def capture(self, fn: Callable[[], None], num_iters: int) -> Callable[[], None] | None:
-        return None
+        """Record the MPI calls one fn() makes (running it once) and return a function that
+        makes them `num_iters` times from compiled code (mpi_native.py); None when a call
+        cannot be replayed that way (staging, host-side reduction, persistent requests)."""
+        self._recording = []
+        self._last = {name: _NO_PLAN for name in self._last}  # hot paths go through _call
+        try:
+            fn()
+        finally:
+            recorded, self._recording = self._recording, None
+        if not 1 <= len(recorded) <= 3 or None in recorded:
+            return None
+        return mpi_native.replayer(recorded, num_iters, self.rank)  # type: ignore[arg-type]
 
     def gather_object(self, obj: Any) -> list[Any]:
         return list(self._comm.allgather(obj))

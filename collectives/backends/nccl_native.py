@@ -10,31 +10,18 @@ process (the one CuPy linked), found through /proc/self/maps, so no second copy 
 from __future__ import annotations
 
 import ctypes
-import pathlib
 from collections.abc import Callable
 from typing import Any
 
+from collectives.backends.calls import loaded_library
+
 ALLTOALL_MIN_VERSION = 22800
-
-
-def loaded_library(maps: str | None = None) -> str | None:
-    """Path of the libnccl mapped into this process, or None."""
-    if maps is None:
-        try:
-            maps = pathlib.Path("/proc/self/maps").read_text()
-        except OSError:
-            return None
-    for line in maps.splitlines():
-        path = line.split()[-1] if line.split() else ""
-        if pathlib.PurePath(path).name.startswith("libnccl.so"):
-            return path
-    return None
 
 
 def alltoall_function(version: int) -> Callable[..., int] | None:
     """ctypes `ncclAlltoAll(send, recv, count, type, comm, stream)`, or None when the
     loaded NCCL is older than 2.28 or lacks the symbol."""
-    path = loaded_library()
+    path = loaded_library("libnccl")
     if version < ALLTOALL_MIN_VERSION or path is None:
         return None
     try:

@@ -4,6 +4,7 @@ the library is new enough (the call itself runs in the GPU tier: bench/gpu)."""
 from __future__ import annotations
 
 from collectives.backends import nccl_native
+from collectives.backends.calls import loaded_library
 
 MAPS = """\
 7f00-7f01 r-xp 00000000 08:01 1 /usr/lib/x86_64-linux-gnu/libc.so.6
@@ -13,12 +14,12 @@ MAPS = """\
 
 
 def test_the_mapped_nccl_library_is_found_by_name() -> None:
-    path = nccl_native.loaded_library(MAPS)
+    path = loaded_library("libnccl", MAPS)
     assert path == "/venv/lib/python3.11/site-packages/nvidia/nccl/lib/libnccl.so.2"
-    assert nccl_native.loaded_library(MAPS.replace("libnccl", "libfoo")) is None
+    assert loaded_library("libnccl", MAPS.replace("libnccl", "libfoo")) is None
 
 
 def test_no_alltoall_binding_without_a_new_enough_library() -> None:
     # this CPU process maps no libnccl, and 2.27 predates ncclAlltoAll
     assert nccl_native.alltoall_function(22709) is None
-    assert nccl_native.alltoall_function(22809) is None or nccl_native.loaded_library()
+    assert nccl_native.alltoall_function(22809) is None or loaded_library("libnccl")

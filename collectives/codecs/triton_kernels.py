@@ -94,28 +94,31 @@ class KernelConfig:
         return label + (f"g{self.groups}" if self.groups != 16 else "")
 
 
-# Reasoned defaults (bench/gpu/codec_tune.py measures the alternatives); sm_90 SASS of each
-# was inspected for registers and instructions per element (module docstring).
+# Tuned on an H200 (bench/gpu/codec_tune.py, 4096 and 16384 tokens x 7168, bf16 and fp32
+# input; docs/BENCHMARKS.md §3): the shape with the best geometric mean of the fraction of
+# copy bandwidth over those four cases. Keys are (kind, op), or (codec name, op) where one
+# codec differs from its kind's best (LogFMT-10 encode prefers whole tiles per thread).
 DEFAULT_CONFIGS: dict[tuple[str, str], KernelConfig] = {
-    ("fp8", "encode"): KernelConfig(block_tiles=32, num_warps=4),
-    ("fp8", "decode"): KernelConfig(block_tiles=32, num_warps=4),
+    ("fp8", "encode"): KernelConfig(block_tiles=16, num_warps=4),
+    ("fp8", "decode"): KernelConfig(block_tiles=16, num_warps=4),
     ("logfmt", "encode"): KernelConfig(block_tiles=64, num_warps=4, groups=2),
-    ("logfmt", "decode"): KernelConfig(block_tiles=16, num_warps=4),
+    ("logfmt10", "encode"): KernelConfig(block_tiles=16, num_warps=4),
+    ("logfmt", "decode"): KernelConfig(block_tiles=8, num_warps=2),
 }
 
 
 def sweep_configs(kind: str, op: str) -> tuple[KernelConfig, ...]:
     """The launch shapes bench/gpu/codec_tune.py tries for `kind` ('fp8'/'logfmt'), `op`;
     the default first."""
-    default = DEFAULT_CONFIGS[(kind, op)]
+    default = DEFAULT_CONFIGS[(kind, op)]  # the kind's default (a codec's own is in the list)
     if (kind, op) == ("logfmt", "encode"):
         shapes = [(16, 4, 16), (32, 4, 16), (32, 4, 4), (32, 8, 8), (64, 4, 4), (64, 8, 4),
                   (128, 4, 2), (128, 8, 2)]  # fmt: skip
         out = [KernelConfig(block_tiles=bt, num_warps=w, groups=g) for bt, w, g in shapes]
     else:
-        shapes = [(8, 2), (8, 4), (16, 4), (16, 8), (32, 4), (32, 8), (64, 4), (64, 8), (64, 16),
-                  (128, 8), (128, 16)]  # fmt: skip
-        out = [KernelConfig(block_tiles=bt, num_warps=w) for bt, w in shapes]
+        pairs = [(8, 2), (8, 4), (16, 4), (16, 8), (32, 4), (32, 8), (64, 4), (64, 8), (64, 16),
+                 (128, 8), (128, 16)]  # fmt: skip
+        out = [KernelConfig(block_tiles=bt, num_warps=w) for bt, w in pairs]
     out += [dataclasses.replace(default, steps=4, num_stages=s) for s in (1, 2)]
     return (default, *(c for c in out if c != default))
 
@@ -123,7 +126,7 @@ def sweep_configs(kind: str, op: str) -> tuple[KernelConfig, ...]:
 def default_config(spec: CodecSpec, op: str) -> KernelConfig:
     if (spec.kind, op) not in DEFAULT_CONFIGS:
         raise ValueError(f"no Triton kernel for {spec.name} {op}; kernels cover {KERNEL_KINDS}")
-    return DEFAULT_CONFIGS[(spec.kind, op)]
+    return DEFAULT_CONFIGS.get((spec.name, op), DEFAULT_CONFIGS[(spec.kind, op)])
 
 
 def available() -> bool:

@@ -226,12 +226,19 @@ class MoEEngine:
         caller.wait_stream(stream)
 
     def pack(self, x: torch.Tensor) -> torch.Tensor:
-        """Encode tokens with the dispatch codec and append routing metadata (untimed)."""
+        """Encode tokens with the dispatch codec and append routing metadata (untimed): the
+        rows a quantize kernel writes before the dispatch. Flat normal mode gets them in send
+        order (one copy per destination rank, grouped by rank), as a quantize kernel fused
+        with the layout writes them for a transport that needs each peer's rows contiguous;
+        the other modes get token order ([num_tokens + 1] with the pad row) and gather."""
         with self.on_comm_stream():
             wire = self.codec_dispatch.encode(x.to(self.device))
-            return pack_rows(
+            rows = pack_rows(
                 wire, self.layout.topk_slot, self.routing.topk_weights, rank=self.comm.rank
             )
+            if self.setup.algo == "flat" and self.setup.mode != "low-latency":
+                return gather_rows(rows, self.plan.send_idx)
+            return rows
 
     def dispatch(
         self, packed: torch.Tensor, cached: DispatchResult | None = None

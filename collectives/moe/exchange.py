@@ -69,17 +69,22 @@ def counts_and_first_hop(
     cached: DispatchResult | None,
     exchange: Callable[[], torch.Tensor],
     packed: torch.Tensor,
-    send_idx: torch.Tensor,
+    send_idx: torch.Tensor | None,
 ) -> tuple[np.ndarray, torch.Tensor]:
     """(host int64 counts, first-hop send rows) of a normal-mode dispatch.
 
     The counts are `cached`'s when given, else `exchange()`'s; the gather of the send rows
-    is queued before the host waits for the counts (the dispatch's one host sync).
+    (none when `send_idx` is None: `packed` is already in send order) is queued before the
+    host waits for the counts (the dispatch's one host sync).
     """
+
+    def first_hop() -> torch.Tensor:
+        return packed if send_idx is None else gather_rows(packed, send_idx)
+
     if cached is not None:
-        return cached.handle.counts, gather_rows(packed, send_idx)
+        return cached.handle.counts, first_hop()
     got = exchange()
-    send = gather_rows(packed, send_idx)
+    send = first_hop()
     return got.cpu().numpy().astype(np.int64), send
 
 

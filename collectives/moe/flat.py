@@ -105,13 +105,14 @@ def dispatch(
     payload_bytes: int,
     cached: DispatchResult | None = None,
 ) -> DispatchResult:
-    """Normal-mode flat dispatch of packed rows ([num_tokens + 1, row_bytes] uint8).
+    """Normal-mode flat dispatch of rows packed in send order ([num_send, row_bytes] uint8,
+    `plan.send_idx` applied by MoEEngine.pack).
 
     `cached`: an earlier dispatch of the same routing whose counts are reused, skipping
     the counts exchange (DeepEP's cached dispatch with a handle).
     """
     counts, send = counts_and_first_hop(
-        cached, lambda: exchange_counts(comm, plan.counts_message), packed, plan.send_idx
+        cached, lambda: exchange_counts(comm, plan.counts_message), packed, None
     )
     recv_rows = [int(n) for n in counts[:, 0]]
     recv = torch.empty((sum(recv_rows), packed.shape[1]), dtype=torch.uint8, device=packed.device)

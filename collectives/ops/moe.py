@@ -143,8 +143,9 @@ class _MoEOp(Collective):
 
 
 TIMED_REGION = {
-    "dispatch": "counts all-to-all + host read of counts + row gather + payload alltoallv "
-    "+ expert grouping (low-latency: no counts exchange, no host sync)",
+    "dispatch": "counts all-to-all + host read of counts + payload alltoallv + expert "
+    "grouping; rows are packed in send order before it, flat normal mode, else gathered in it "
+    "(low-latency: no counts exchange, no host sync)",
     "combine": "combine encode + reverse alltoallv + decode + fp32 sum of token copies",
     "moe": "dispatch + decode + stand-in expert GEMMs + weighting + combine",
 }

@@ -5,6 +5,7 @@
 #   2  nccl backend beside nccl-tests, loop-block experiment, compressed alltoall (GPUs 0-1)
 #   3  MoE and DeepEP on 4 GPUs
 #   4  codec identity + launch-shape sweep (GPU 3) | loop-mode timeline, small sizes (GPUs 0-1)
+#   5  nccl vs nccl-tests, compressed (GPUs 0-1) | MoE 2 GPUs (GPUs 2-3); then MoE 4 GPUs
 # Measured 2026-11-28: phase 1 about 4 min, phase 2 about 4.5 min, phase 3 about 3.5 min,
 # so one call of at most 10 minutes holds phases 1 and 3, or 2 alone. Needs .device/nccl-tests
 # and .device/deepep (see run_device.sh). Then `run_device.sh pack` puts everything in
@@ -67,6 +68,19 @@ phase4() {
   SIZES_ARGS="-b 1K -e 1M -f 4" CORE_BACKENDS=nccl timeout 150 bash $B nccltests core
   timeout 60 bash $B loopnoalign
   wait $codecs; cat "$OUT/codecs.txt"
+}
+
+phase5() {
+  say "5: nccl vs nccl-tests + compressed (GPUs 0-1) | MoE 2 GPUs (GPUs 2-3); then MoE 4 GPUs"
+  bash $B env
+  ( export CUDA_VISIBLE_DEVICES=2,3 NGPU=2
+    MOE_TIMEOUT=200 bash $B moe ) >"$OUT/moe2.txt" 2>&1 &
+  local moe=$!
+  ( export CUDA_VISIBLE_DEVICES=0,1 NGPU=2
+    SIZES_ARGS="-b 1K -e 1G -f 4" CORE_BACKENDS=nccl timeout 220 bash $B nccltests core
+    timeout 90 bash $B compressed )
+  wait $moe; tail -40 "$OUT/moe2.txt"
+  CUDA_VISIBLE_DEVICES=0,1,2,3 NGPU=4 MOE_TIMEOUT=150 MOE_ARGS="--skip overlap" bash $B moe
 }
 
 for p in "${@:-1 2 3}"; do

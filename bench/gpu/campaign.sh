@@ -6,6 +6,7 @@
 #   3  MoE and DeepEP on 4 GPUs
 #   4  codec identity + launch-shape sweep (GPU 3) | loop-mode timeline, small sizes (GPUs 0-1)
 #   5  nccl vs nccl-tests, compressed (GPUs 0-1) | MoE 2 GPUs (GPUs 2-3); then MoE 4 GPUs
+#   6  codecs + sweep (GPU 3) | nccl vs nccl-tests <= 1 MiB, compressed (GPUs 0-1); MoE 4 GPUs
 # Measured 2026-11-28: phase 1 about 4 min, phase 2 about 4.5 min, phase 3 about 3.5 min,
 # so one call of at most 10 minutes holds phases 1 and 3, or 2 alone. Needs .device/nccl-tests
 # and .device/deepep (see run_device.sh). Then `run_device.sh pack` puts everything in
@@ -81,6 +82,22 @@ phase5() {
     timeout 90 bash $B compressed )
   wait $moe; tail -40 "$OUT/moe2.txt"
   CUDA_VISIBLE_DEVICES=0,1,2,3 NGPU=4 MOE_TIMEOUT=150 MOE_ARGS="--skip overlap" bash $B moe
+}
+
+phase6() {
+  say "6: codecs on GPU 3 | nccl vs nccl-tests <= 1 MiB, compressed (GPUs 0-1); then MoE 4 GPUs"
+  bash $B env
+  ( export CUDA_VISIBLE_DEVICES=3
+    timeout 100 python3 bench/gpu/codec_gpu.py --out "$OUT/codecs.json" \
+      --sizes 4096x7168,16384x7168 --codecs fp8_e4m3,logfmt8,logfmt10,bf16 --repeats 20
+    timeout 300 python3 bench/gpu/codec_tune.py --out "$OUT/codec-tune.json"
+  ) >"$OUT/codecs.txt" 2>&1 &
+  local codecs=$!
+  ( export CUDA_VISIBLE_DEVICES=0,1 NGPU=2
+    SIZES_ARGS="-b 1K -e 1M -f 4" CORE_BACKENDS=nccl timeout 200 bash $B nccltests core
+    timeout 90 bash $B compressed )
+  wait $codecs; cat "$OUT/codecs.txt"
+  CUDA_VISIBLE_DEVICES=0,1,2,3 NGPU=4 MOE_TIMEOUT=200 MOE_ARGS="--skip ll,overlap" bash $B moe
 }
 
 for p in "${@:-1 2 3}"; do

@@ -125,6 +125,32 @@ def decode_logfmt(wire: np.ndarray, spec: CodecSpec, num_tokens: int, hidden: in
     return from_tiles(mag, hidden)
 
 
+def cut_input(bits: int, tokens: int = 8, rng_seed: int = 5) -> np.ndarray:
+    """LogFMT-`bits` tiles whose elements sit on and one or two float32 steps beside the
+    rounding cuts (and the zero cut), where an approximate ln would pick the wrong level:
+    each tile holds 1.0 (the max) and 1e-12 (below the 2^-32 clamp, so m = -32 ln 2) and
+    126 values drawn from those cut neighbourhoods, with random signs."""
+    kmax = (1 << (bits - 1)) - 1
+    big = np.float32(0.0)
+    small = np.float32(-LOGFMT_CLAMP_LN)
+    step, phi = logfmt_step(np.array([small]), np.array([big]), kmax)
+    cuts = small + step[0] * (np.arange(kmax - 1) + phi[0])  # u = j: the j -> j + 1 cut
+    cuts = np.append(cuts, float(small) - np.log(2.0))  # the zero cut
+    centre = np.exp(cuts).astype(np.float32)
+    near = [centre]
+    for direction in (0.0, np.inf):
+        one = np.nextafter(centre, np.float32(direction))
+        near += [one, np.nextafter(one, np.float32(direction))]
+    pool = np.concatenate(near)
+    pool = pool[(pool > 1e-12) & (pool < 1.0)]
+    rng = np.random.default_rng(rng_seed)
+    x = rng.choice(pool, (tokens, 256)).astype(np.float32)
+    x *= rng.choice(np.array([-1.0, 1.0], dtype=np.float32), x.shape)
+    x[:, [0, 128]] = 1.0
+    x[:, [1, 129]] = 1e-12
+    return x
+
+
 # ---- DeepEP LogFMT-10 -----------------------------------------------------------------
 def deepep_params(
     amax: np.ndarray, amin: np.ndarray

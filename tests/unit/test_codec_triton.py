@@ -57,40 +57,12 @@ def special_input() -> np.ndarray:
     return x
 
 
-def cut_input(bits: int, tokens: int = 8, rng_seed: int = 5) -> np.ndarray:
-    """LogFMT-`bits` tiles whose elements sit on and one or two float32 steps beside the
-    rounding cuts (and the zero cut), where an approximate ln would pick the wrong level:
-    each tile holds 1.0 (the max) and 1e-12 (below the 2^-32 clamp, so m = -32 ln 2) and
-    126 values drawn from those cut neighbourhoods, with random signs."""
-    from collectives.codecs import ref_logfmt
-    from collectives.codecs.spec import LOGFMT_CLAMP_LN
-
-    kmax = (1 << (bits - 1)) - 1
-    big = np.float32(0.0)
-    small = np.float32(-LOGFMT_CLAMP_LN)
-    step, phi = ref_logfmt.logfmt_step(np.array([small]), np.array([big]), kmax)
-    cuts = small + step[0] * (np.arange(kmax - 1) + phi[0])  # u = j: the j -> j + 1 cut
-    cuts = np.append(cuts, float(small) - np.log(2.0))  # the zero cut
-    centre = np.exp(cuts).astype(np.float32)
-    near = [centre]
-    for direction in (0.0, np.inf):
-        one = np.nextafter(centre, np.float32(direction))
-        near += [one, np.nextafter(one, np.float32(direction))]
-    pool = np.concatenate(near)
-    pool = pool[(pool > 1e-12) & (pool < 1.0)]
-    rng = np.random.default_rng(rng_seed)
-    x = rng.choice(pool, (tokens, 256)).astype(np.float32)
-    x *= rng.choice(np.array([-1.0, 1.0], dtype=np.float32), x.shape)
-    x[:, [0, 128]] = 1.0
-    x[:, [1, 129]] = 1e-12
-    return x
-
-
 def run_checks() -> dict[str, list[str]]:
     """Everything, inside the interpreter subprocess: failures by category."""
     import torch
 
     from collectives import codecs
+    from collectives.codecs import ref_logfmt
     from collectives.codecs import triton_kernels as tk
 
     rng = np.random.default_rng(7)
@@ -117,7 +89,7 @@ def run_checks() -> dict[str, list[str]]:
         check("special", name, special)
         check("special", name, special[:, :129].bfloat16())
     for bits in (4, 8, 10, 13, 16):
-        check("cuts", f"logfmt{bits}", torch.from_numpy(cut_input(bits)))
+        check("cuts", f"logfmt{bits}", torch.from_numpy(ref_logfmt.cut_input(bits)))
     for kind, name in (("fp8", "fp8_e4m3"), ("logfmt", "logfmt10"), ("logfmt", "logfmt8")):
         x = torch.from_numpy(random_input(rng, 3, 1000))
         for op in tk.OPS:

@@ -88,7 +88,7 @@ def random_inputs() -> list[torch.Tensor]:
     for t, h in shapes:
         x = rng.standard_t(3.0, (t, h)) * 10.0 ** rng.uniform(-6, 3, (t, 1))
         out.append(torch.from_numpy(x.astype(np.float32)))
-    # LogFMT values on and beside every rounding cut (the encoder's fast ln must defer)
+    # LogFMT values on and beside every rounding cut (where any inexact ln picks wrong)
     cuts = [ref_logfmt.cut_input(bits, tokens=64) for bits in (8, 10, 16)]
     return out + [torch.from_numpy(x) for x in cuts]
 

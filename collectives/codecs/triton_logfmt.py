@@ -6,11 +6,8 @@ codes of n bits are exactly n bytes of the LSB-first bit stream, so a group is p
 registers into two 64-bit words and written as n/U pieces of U = 4, 2 or 1 bytes (the
 widest that n and the row alignment allow); n = 8 and n = 16 store the codes directly.
 The per-tile constants (m, M, step, 1/step, the cut offset phi, m - ln 2) are formed once
-per tile-row. Decode costs one float64 exp per element with the reference's exact operation
-sequence (triton_common.py). Encode first takes ln|x| from a float32 log2 of the mantissa
-(about a third of the exact float64 ln's instructions) and redoes a chunk with the exact ln
-only when one of its elements lies within the approximation's error of a rounding cut
-(_levels_fast has the error budget), so the codes equal the reference's bit for bit.
+per tile-row; every element costs one ln (encode) or one exp (decode) in float64 with the
+reference's exact operation sequence (triton_common.py).
 """
 
 from __future__ import annotations
@@ -20,7 +17,6 @@ import triton.language as tl
 
 from collectives.codecs.spec import FLT_MAX
 from collectives.codecs.triton_common import (
-    FRAC_SQRT_HALF,
     I_CLAMP,
     I_LN2,
     I_TWO52_PLUS1,
@@ -86,38 +82,6 @@ def _levels(ab, m, inv, phi, mlow, C, KMAX: tl.constexpr):  # type: ignore[no-un
 
 
 @triton.jit
-def _levels_fast(ab, m, inv, phi, mlow, C, KMAX: tl.constexpr):  # type: ignore[no-untyped-def]
-    """(k, near): _levels with ln|x| from a float32 log2 of the mantissa (the exponent and
-    everything after the log in float64), and which elements lie so close to a rounding cut
-    (or to the zero cut) that the approximation might pick the other side. Away from the
-    cuts k equals _levels' exactly.
-
-    Error budget: the float32 log2 of a mantissa in [sqrt(1/2), sqrt(2)) (an approximate
-    float32 division, four atanh terms, float32 rounding) is within 2^-22 of the float64
-    one; the tolerance allows 2^-21 (times ln 2 in ln units, times 1/s in units of u), plus
-    1e-12 relative for the float64 steps that follow."""
-    keep = ab >= 0x00800000
-    bits = tl.where(keep, ab, ONE_F32_BITS)
-    frac = bits & 0x7FFFFF
-    small = frac < FRAC_SQRT_HALF
-    e = (bits >> 23) - tl.where(small, 127, 126)
-    mant = (frac | tl.where(small, 0x3F800000, 0x3F000000)).to(tl.float32, bitcast=True)
-    v = (mant - 1.0) / (mant + 1.0)
-    v2 = v * v
-    poly = ((v2 * (1.0 / 7.0) + (1.0 / 5.0)) * v2 + (1.0 / 3.0)) * v2 + 1.0
-    l2 = (2.0 * v * poly) * 1.4426950408889634
-    lnx = (e.to(tl.float64) + l2.to(tl.float64)) * coef(C, I_LN2)
-    u = (lnx - m) * inv - phi
-    k = tl.minimum(tl.floor(tl.where(u < -1.0, -1.0, u)).to(tl.int32), KMAX - 2) + 2
-    k = tl.where(keep & (lnx >= mlow), k, 0)
-    j = tl.floor(u + 0.5)
-    tol = inv * (0.6931471805599453 * 2.0**-21) + 1e-12 * (tl.abs(u) + 2.0)
-    near = (j >= 0.0) & (j <= KMAX - 2.0) & (tl.abs(u - j) < tol)
-    near = near | (tl.abs(lnx - mlow) < 0.6931471805599453 * 2.0**-21 + 1e-12 * tl.abs(mlow))
-    return k, keep & near
-
-
-@triton.jit
 def _tile_folded(step, inv, phi, m, finite, C):  # type: ignore[no-untyped-def]
     """Per-tile (m, 1/s, phi, cut-off) with the reference's special cases folded in: s = 0
     gives u = -1 (level 1) through 1/s := 0, phi := 1; a NaN/Inf tile gives level 0 through
@@ -180,9 +144,7 @@ def _encode_groups(x_ptr, wire_ptr, C, row, tile, valid, H, ROW, MB, CODE_BYTES,
     xb = tl.load(x_ptr + row[:, None, None] * H + col, mask=mask, other=0.0).to(tl.float32)
     xb = xb.to(tl.int32, bitcast=True)
     m, inv, phi, mlow = tp
-    k, near = _levels_fast(xb & 0x7FFFFFFF, m, inv, phi, mlow, C, KMAX)
-    if tl.max(near.to(tl.int32)) > 0:  # a cut within reach of the approximation: exact ln
-        k = _levels(xb & 0x7FFFFFFF, m, inv, phi, mlow, C, KMAX)
+    k = _levels(xb & 0x7FFFFFFF, m, inv, phi, mlow, C, KMAX)
     code = tl.where((xb < 0) & (k > 0), k | (1 << (N - 1)), k)
     base = row * ROW + MB + tile * (16 * N)
     _pack_store(code, wire_ptr, base, mask, valid, CODE_BYTES - tile * (16 * N), g0, N, UNIT,

@@ -4,7 +4,7 @@ They run under Triton's CPU interpreter (TRITON_INTERPRET=1, which must be set b
 is imported, hence one subprocess for the whole module) on CPU tensors: every codec the
 kernels cover, random shapes (hidden not a multiple of 128 included, which also covers
 unaligned rows and every packing unit), special values, LogFMT values on and beside every
-rounding cut (where the encoder's fast ln must defer to the exact one), every launch shape
+rounding cut (where any inexact ln would pick the wrong level), every launch shape
 the tuner sweeps, all 256 FP8 codes, and the int64 offset path. Skipped where Triton is missing.
 """
 

@@ -33,3 +33,24 @@ def test_mpi_fault_ends_job_and_keeps_results(fault: str, cli, tmp_path: pathlib
     records = [ln for ln in lines if ln["kind"] == "record"]
     assert records and {r["size_bytes"] for r in records} == {1024}
     assert all(r["num_wrong"] == 0 for r in records)
+
+
+@pytest.mark.parametrize(
+    ("op", "sizes"),
+    [("alltoall", ("-b", "1K", "-e", "4K")), ("pingpong", ("-b", "64", "-e", "256"))],
+)
+def test_mpi_graph_mode_replays_the_calls_from_compiled_code(
+    op: str, sizes: tuple[str, ...], cli, tmp_path: pathlib.Path
+) -> None:
+    out = tmp_path / "g.jsonl"
+    res = cli(
+        "run", op, "--backend", "mpi", "--np", "2", *sizes, "-f", "4", "-d", "int8",
+        "-n", "50", "-w", "2", "--blocks", "2", "-G", "2", "-o", str(out), timeout=150,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "compiled replay of the MPI calls" in res.stdout
+    records = [r for r in read_run(out) if r["kind"] == "record"]
+    graph = [r for r in records if r["mode"] == "graph"]
+    assert len(graph) == 2 and all(len(r["times_s"]) == 2 for r in graph)
+    assert all(r["num_wrong"] == 0 for r in records)
+    assert all(0 < t < 1e-2 for r in graph for t in r["times_s"])

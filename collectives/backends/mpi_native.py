@@ -98,49 +98,30 @@ def load(mpi: Any) -> Native | None:
         return None
 
 
-_LOOPS: dict[int, Any] = {}
+_LOOP: list[Any] = []
 
 
-def _loop(num_calls: int) -> Any:
-    """A compiled loop making `num_calls` calls per iteration (1 to 3)."""
-    if num_calls in _LOOPS:
-        return _LOOPS[num_calls]
+def _loop() -> Any:
+    """The compiled loop: per iteration the first `k` of three calls (1 <= k <= 3), stopping
+    at the first non-zero MPI return code."""
+    if _LOOP:
+        return _LOOP[0]
     import numba
 
-    jit = numba.njit(nogil=True, cache=False)
-
-    @jit  # type: ignore[misc]
-    def one(f1: Any, a1: Any, f2: Any, a2: Any, f3: Any, a3: Any, n: int) -> int:
+    @numba.njit(nogil=True, cache=False)  # type: ignore[misc]
+    def loop(f1: Any, a1: Any, f2: Any, a2: Any, f3: Any, a3: Any, k: int, n: int) -> int:
         for _ in range(n):
             rc = f1(*a1)
-            if rc != 0:
-                return rc  # type: ignore[no-any-return]
-        return 0
-
-    @jit  # type: ignore[misc]
-    def two(f1: Any, a1: Any, f2: Any, a2: Any, f3: Any, a3: Any, n: int) -> int:
-        for _ in range(n):
-            rc = f1(*a1)
-            if rc == 0:
+            if rc == 0 and k > 1:
                 rc = f2(*a2)
-            if rc != 0:
-                return rc  # type: ignore[no-any-return]
-        return 0
-
-    @jit  # type: ignore[misc]
-    def three(f1: Any, a1: Any, f2: Any, a2: Any, f3: Any, a3: Any, n: int) -> int:
-        for _ in range(n):
-            rc = f1(*a1)
-            if rc == 0:
-                rc = f2(*a2)
-            if rc == 0:
+            if rc == 0 and k > 2:
                 rc = f3(*a3)
             if rc != 0:
                 return rc  # type: ignore[no-any-return]
         return 0
 
-    _LOOPS.update({1: one, 2: two, 3: three})
-    return _LOOPS[num_calls]
+    _LOOP.append(loop)
+    return loop
 
 
 def keep(
@@ -161,12 +142,12 @@ def replayer(recorded: list[NativeCall], num_iters: int, rank: int) -> Callable[
     its first call, which the runner makes untimed); CommError on the first MPI error code."""
     if not 1 <= len(recorded) <= 3:
         raise ValueError(f"{len(recorded)} recorded MPI calls: replay handles 1 to 3 per op")
-    loop = _loop(len(recorded))
-    padded = [*recorded, *[recorded[0]] * (3 - len(recorded))]
+    loop = _loop()
+    padded = [*recorded, *[recorded[0]] * (3 - len(recorded))]  # the extra ones are skipped
     flat = [x for call in padded for x in (call.fn, tuple(call.args))]
 
     def replay() -> None:
-        code = int(loop(*flat, num_iters))
+        code = int(loop(*flat, len(recorded), num_iters))
         if code:
             raise CommError(f"MPI call replay failed on rank {rank}: MPI error code {code}")
 

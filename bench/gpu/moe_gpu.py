@@ -33,7 +33,6 @@ import torch
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from moe_overlap import graphed_overlap  # noqa: E402  (beside this script)
 from moe_timing import Bench, say, stats  # noqa: E402  (beside this script)
 
 from bench.launch import detect, launch_info, place_comm  # noqa: E402
@@ -41,7 +40,7 @@ from collectives.backends import create  # noqa: E402
 from collectives.moe import check  # noqa: E402
 from collectives.moe.engine import MoEEngine, MoESetup, make_tokens  # noqa: E402
 from collectives.moe.overlap import StandInExpert  # noqa: E402
-from collectives.ops.moe import measure_overlap  # noqa: E402
+from collectives.ops.moe import measure_overlap, overlap_scheme  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -241,11 +240,11 @@ def overlap(comm: Any, args: argparse.Namespace) -> dict[str, Any]:
     packed = [e.pack(x) for e, x in zip(engines, xs, strict=True)]
     expert = StandInExpert(args.hidden, args.expert_dim, engines[0].device, torch.bfloat16)
     state = {"micro": (engines, packed, xs), "expert": expert}
-    report = measure_overlap(comm, state, args.iters)
+    report = measure_overlap(comm, state, args.iters, scheme="threads")
     out = {"tokens_per_micro_batch": half, "expert_dim": args.expert_dim, **report.as_dict()}
-    if torch.cuda.is_available() and getattr(comm, "stream", None) is not None:
+    if overlap_scheme(comm, state) == "graphs":
         say(comm, "overlap from CUDA graphs")
-        out["graphed"] = graphed_overlap(comm, engines, packed, expert, args.iters).as_dict()
+        out["graphed"] = measure_overlap(comm, state, args.iters, scheme="graphs").as_dict()
     return out
 
 

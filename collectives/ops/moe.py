@@ -244,8 +244,9 @@ class MoE(_MoEOp):
     def extra(self, comm: Comm, bufs: Buffers, num_iters: int) -> dict[str, Any]:
         info = super().extra(comm, bufs, num_iters)
         if "micro" in bufs.state:
-            report = measure_overlap(comm, bufs.state, max(1, min(num_iters, 20)))
-            info["moe"]["overlap"] = report.as_dict()
+            scheme = overlap_scheme(comm, bufs.state)
+            report = measure_overlap(comm, bufs.state, max(1, min(num_iters, 20)), scheme)
+            info["moe"]["overlap"] = {**report.as_dict(), "scheme": scheme}
         return info
 
 
@@ -253,11 +254,34 @@ def _reseed(setup: MoESetup, micro_batch: int) -> MoESetup:
     return dataclasses.replace(setup, seed=setup.seed * 2 + micro_batch + 1)
 
 
-def measure_overlap(comm: Comm, state: dict[str, Any], num_iters: int) -> OverlapReport:
+def overlap_scheme(comm: Comm, state: dict[str, Any]) -> str:
+    """'graphs' on CUDA with a communicator that has its own stream (the eager schedule
+    is host-bound there and hides nothing), 'threads' otherwise."""
+    engines = state["micro"][0]
+    stream = getattr(comm, "stream", None)
+    on_gpu = engines[0].device.type == "cuda" and isinstance(stream, torch.cuda.Stream)
+    return "graphs" if on_gpu else "threads"
+
+
+def measure_overlap(
+    comm: Comm, state: dict[str, Any], num_iters: int, scheme: str = "auto"
+) -> OverlapReport:
     """Median over iterations (each the max over ranks) of comm alone, compute alone and
-    the overlapped schedule, for the two micro-batches in `state['micro']`."""
+    the overlapped schedule, for the two micro-batches in `state['micro']`: replayed from
+    CUDA graphs (collectives/moe/overlap_graph.py) or issued by two host threads
+    (collectives/moe/overlap.py); `scheme` 'auto' picks with overlap_scheme."""
     engines, packed, _ = state["micro"]
     expert = state["expert"]
+    if scheme == "auto":
+        scheme = overlap_scheme(comm, state)
+    if scheme == "graphs":
+        from collectives.moe.overlap_graph import graphed_schedules
+
+        fns = graphed_schedules(comm.stream, engines, packed, expert)  # type: ignore[attr-defined]
+        for fn in fns:
+            fn()  # warm
+        times = [_time(comm, fn, num_iters) for fn in fns]
+        return OverlapReport(comm_s=times[0], compute_s=times[1], together_s=times[2])
     results = [e.dispatch(p) for e, p in zip(engines, packed, strict=True)]
     rows = [expert_step(e, r, expert) for e, r in zip(engines, results, strict=True)]
 

@@ -55,3 +55,4 @@ def test_ops_report_bytes_and_overlap(results):
             report = rank_cases[f"op-moe-{algo}-overlap"]["overlap"]
             assert report["comm_us"] > 0 and report["compute_us"] > 0
             assert report["together_us"] > 0
+            assert report["scheme"] == "threads"  # CPU ranks: two host threads

@@ -1,4 +1,4 @@
-"""Dual micro-batch overlap from CUDA graphs (bench/gpu/moe_gpu.py's `overlap` section).
+"""Dual micro-batch overlap from CUDA graphs (what `epbench run moe --overlap` times on GPUs).
 
 The eager schedule (collectives/moe/overlap.py) issues every dispatch, expert step and combine
 from Python, and on GPUs its communication is host-bound, so the two streams rarely run at
@@ -11,22 +11,22 @@ stream — and one iteration replays them as DeepSeek's dual micro-batch scheme 
                          (C0 waits for E0, C1 for E1)
 
 so D1 runs beside E0 and C0 beside E1. Comm alone (D0 D1 C0 C1) and compute alone (E0 E1)
-replay the same graphs. Times are host-measured per iteration (barrier, synchronize, replay,
-synchronize; graph launches cost a few µs), median over iterations of the max over ranks.
+replay the same graphs; collectives/ops/moe.py times the three schedules.
 """
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
-import numpy as np
 import torch
 
-from collectives.moe.overlap import OverlapReport, StandInExpert, expert_step
+from collectives.moe.engine import MoEEngine
+from collectives.moe.overlap import StandInExpert, expert_step
 
 
-def _capture(fn: Any, stream: torch.cuda.Stream) -> tuple[torch.cuda.CUDAGraph, Any]:
+def _capture(fn: Callable[[], Any], stream: torch.cuda.Stream) -> tuple[torch.cuda.CUDAGraph, Any]:
     """(graph, static output) of fn captured on `stream`, after one eager warm-up call."""
     with torch.cuda.stream(stream):
         fn()
@@ -38,28 +38,29 @@ def _capture(fn: Any, stream: torch.cuda.Stream) -> tuple[torch.cuda.CUDAGraph, 
     return graph, out
 
 
-def graphed_overlap(
-    comm: Any, engines: list[Any], packed: list[torch.Tensor], expert: StandInExpert,
-    num_iters: int,
-) -> OverlapReport:  # fmt: skip
-    """Comm alone, compute alone and the overlapped schedule, all from CUDA graphs."""
-    comm_stream: torch.cuda.Stream = comm.stream
+def graphed_schedules(
+    comm_stream: torch.cuda.Stream, engines: list[MoEEngine], packed: list[torch.Tensor],
+    expert: StandInExpert,
+) -> tuple[Callable[[], None], Callable[[], None], Callable[[], None]]:  # fmt: skip
+    """(comm alone, compute alone, overlapped) replays of the graphs captured here; the
+    engines' communicator issues on `comm_stream`."""
     compute = torch.cuda.Stream(device=engines[0].device)
     first = [e.dispatch(p) for e, p in zip(engines, packed, strict=True)]
-    d, e_, c, results, rows = [], [], [], [], []
-    for mb, engine in enumerate(engines):
-        graph, result = _capture(
-            lambda mb=mb, engine=engine: engine.dispatch(packed[mb], cached=first[mb]),
-            comm_stream,
-        )
+    d: list[torch.cuda.CUDAGraph] = []
+    e_: list[torch.cuda.CUDAGraph] = []
+    c: list[torch.cuda.CUDAGraph] = []
+    results: list[Any] = []
+    rows: list[Any] = []
+    for engine, rows_in, handle in zip(engines, packed, first, strict=True):
+        graph, result = _capture(partial(engine.dispatch, rows_in, cached=handle), comm_stream)
         d.append(graph)
         results.append(result)
     for engine, result in zip(engines, results, strict=True):
-        graph, out = _capture(lambda e=engine, r=result: expert_step(e, r, expert), compute)
+        graph, out = _capture(partial(expert_step, engine, result, expert), compute)
         e_.append(graph)
         rows.append(out)
     for engine, result, out in zip(engines, results, rows, strict=True):
-        graph, _ = _capture(lambda e=engine, r=result, o=out: e.combine(r, o), comm_stream)
+        graph, _ = _capture(partial(engine.combine, result, out), comm_stream)
         c.append(graph)
 
     def comm_only() -> None:
@@ -73,7 +74,8 @@ def graphed_overlap(
                 graph.replay()
 
     def together() -> None:
-        done_d, done_e = [], []
+        done_d: list[torch.cuda.Event] = []
+        done_e: list[torch.cuda.Event] = []
         with torch.cuda.stream(comm_stream):
             for graph in d:
                 graph.replay()
@@ -90,18 +92,4 @@ def graphed_overlap(
                 comm_stream.wait_event(ev)
                 graph.replay()
 
-    times = [_time(comm, fn, num_iters) for fn in (comm_only, compute_only, together)]
-    return OverlapReport(comm_s=times[0], compute_s=times[1], together_s=times[2])
-
-
-def _time(comm: Any, fn: Any, num_iters: int) -> float:
-    fn()  # warm
-    samples = np.empty(num_iters)
-    for i in range(num_iters):
-        comm.barrier()
-        torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        torch.cuda.synchronize()
-        samples[i] = time.perf_counter() - start
-    return float(np.median(comm.max_over_ranks(samples)))
+    return comm_only, compute_only, together

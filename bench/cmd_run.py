@@ -195,7 +195,18 @@ def _sweep(
                 records = model.annotate(runner.op, size, args.datatype, comm.world, records)
             advance()
             _emit(records, all_records, writer, model is not None)
+            if printing and args.cudagraph and all(r.mode != "graph" for r in records):
+                why = _NO_CAPTURE.get(comm.backend, "the backend cannot capture this op")
+                print(f"#   ^ no graph mode for this point ({why}); time is the back-to-back "
+                      "loop", flush=True)  # fmt: skip
     return all_records
+
+
+_NO_CAPTURE = {
+    "mpi": "mpi replays only plain calls on host memory: no staging, host-side reduction, "
+    "in-place or persistent calls",
+    "gloo": "gloo has no graphs",
+}
 
 
 def _emit(

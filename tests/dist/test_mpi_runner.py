@@ -54,3 +54,16 @@ def test_mpi_graph_mode_replays_the_calls_from_compiled_code(
     assert len(graph) == 2 and all(len(r["times_s"]) == 2 for r in graph)
     assert all(r["num_wrong"] == 0 for r in records)
     assert all(0 < t < 1e-2 for r in graph for t in r["times_s"])
+
+
+def test_mpi_graph_mode_declined_is_said_and_the_loop_stays(cli, tmp_path: pathlib.Path) -> None:
+    out = tmp_path / "d.jsonl"
+    res = cli(
+        "run", "allreduce", "--backend", "mpi", "--np", "2", "-b", "64", "-e", "64",
+        "-d", "bfloat16", "-n", "5", "-w", "1", "--blocks", "2", "-G", "2", "-o", str(out),
+        timeout=150,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "no graph mode for this point (mpi replays only plain calls" in res.stdout
+    modes = {r["mode"] for r in read_run(out) if r["kind"] == "record"}
+    assert modes == {"per_iter", "loop"}

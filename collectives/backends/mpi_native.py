@@ -5,9 +5,9 @@ handling, the GIL), so a Python loop measures the harness as much as the library
 backend's `capture` records the MPI calls an op makes (as `NativeCall`s: a C function of the
 MPI library mpi4py loaded, bound with ctypes, and its integer arguments) and `replay` runs
 that sequence N times from a numba-compiled loop, which calls the C functions directly with
-the GIL released (so the watchdog can still fire on a hung peer). Only calls on host memory
-(or CUDA-aware device memory) without staging copies, host-side reduction or persistent
-requests are recorded; anything else makes `capture` decline and the runner skips graph mode.
+the GIL released (so the watchdog can still fire on a hung peer). Only out-of-place calls
+on host memory without staging copies, host-side reduction or persistent requests are
+recorded; anything else makes `capture` decline and the runner skips graph mode.
 
 Handles (communicator, datatype, op) are passed by value: `int` in MPICH, pointers in Open
 MPI, sized from mpi4py's `_sizeof`. Buffer addresses and handles are passed as 64-bit

@@ -184,6 +184,7 @@ class MpiComm:
             [w_in, w_out],
             partial(self._comm.Alltoallv, s, r),
             lambda: self._comm.Alltoallv_init(s, r),
+            native=("alltoallv", (s[0], *s[1], byte, r[0], *r[1], byte, self._comm)),
         )
 
     def all_reduce(self, out, inp, op: str = "sum") -> None:

@@ -20,6 +20,8 @@ import ctypes
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from collectives.backends.base import CommError
 from collectives.backends.calls import loaded_library
 
@@ -33,6 +35,8 @@ class NativeCall(NamedTuple):
     """ctypes function of the MPI library (argtypes and restype set)."""
     args: tuple[int, ...]
     """Its arguments: addresses, counts, tags, ranks and handles, as integers."""
+    keep: tuple[Any, ...] = ()
+    """Arrays whose addresses are in `args` (alltoallv's counts and displacements)."""
 
 
 class Native:
@@ -53,6 +57,7 @@ class Native:
             return fn
 
         self.alltoall = bind("MPI_Alltoall", [p, i, h, p, i, h, h])
+        self.alltoallv = bind("MPI_Alltoallv", [p, p, p, h, p, p, p, h, h])
         self.allgather = bind("MPI_Allgather", [p, i, h, p, i, h, h])
         self.allreduce = bind("MPI_Allreduce", [p, p, i, h, h, h])
         self.reduce_scatter_block = bind("MPI_Reduce_scatter_block", [p, p, i, h, h, h])
@@ -69,11 +74,17 @@ class Native:
         return int(self._mpi._handleof(obj))
 
     def call(self, name: str, args: tuple[Any, ...]) -> NativeCall | None:
-        """`name`(*args) with numpy arrays turned into their addresses and mpi4py objects
-        into handles; None when a count does not fit a C int (mpi4py then uses the large-count
-        calls)."""
+        """`name`(*args) with numpy arrays turned into their addresses, tuples of counts or
+        displacements into C int arrays, and mpi4py objects into handles; None when a count
+        does not fit a C int (mpi4py then uses the large-count calls)."""
         out: list[int] = []
+        keep: list[Any] = []
         for arg in args:
+            if isinstance(arg, tuple):
+                if any(abs(v) > INT_MAX for v in arg):
+                    return None
+                arg = np.ascontiguousarray(arg, dtype=np.int32)
+                keep.append(arg)
             if isinstance(arg, int):
                 if abs(arg) > INT_MAX:
                     return None
@@ -84,7 +95,7 @@ class Native:
                 out.append(self.handle(arg))
         if name in ("recv", "sendrecv"):
             out.append(self.status_address)
-        return NativeCall(getattr(self, name), tuple(out))
+        return NativeCall(getattr(self, name), tuple(out), tuple(keep))
 
 
 def load(mpi: Any) -> Native | None:

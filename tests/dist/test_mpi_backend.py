@@ -83,6 +83,17 @@ def check_native_replay(comm, options: dict) -> None:
     np.testing.assert_array_equal(comm.to_numpy(b)[:moved], comm.to_numpy(a)[:moved])
     bf16 = comm.from_numpy(np.ones(8), "bfloat16")
     assert comm.capture(lambda: comm.all_reduce(bf16, bf16), 2) is None  # in place: declined
+    # alltoallv with uneven counts (counts and displacements travel as C int arrays)
+    sc = [(comm.rank + p) % 3 + 1 for p in range(comm.world)]
+    inp = comm.from_numpy(np.arange(sum(sc)) + 100.0 * comm.rank, "float32")
+    out = comm.empty(sum(sc), "float32")  # rc == sc by symmetry of the formula
+    comm.all_to_all(out, inp, sc, sc)
+    want = comm.to_numpy(out)
+    varied = comm.capture(lambda: comm.all_to_all(out, inp, sc, sc), 3)
+    assert varied is not None
+    comm.all_reduce(out, comm.from_numpy(np.zeros(sum(sc)), "float32"))  # out = 0
+    varied()
+    np.testing.assert_array_equal(comm.to_numpy(out), want)
 
 
 def run_config(launch_kwargs: dict, options: dict) -> str:

@@ -190,7 +190,12 @@ class MpiComm:
     def all_reduce(self, out, inp, op: str = "sum") -> None:
         key = ("all_reduce", id(out), id(inp), op)
         entry = self._plans.entries.get(key)
-        if entry is not None and entry[0]() is out and entry[1]() is inp and not self._recording:
+        if (
+            entry is not None
+            and entry[0]() is out
+            and entry[1]() is inp
+            and self._recording is None
+        ):
             try:
                 return entry[2]()
             except self._mpi.Exception as exc:

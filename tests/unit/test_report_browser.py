@@ -8,9 +8,12 @@ exceptions and every request the page makes are observed, not guessed from a DOM
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
 import pathlib
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -51,6 +54,7 @@ class Browser:
             [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: close() ends its helpers too
         )
         port_file = profile / "DevToolsActivePort"
         deadline = time.monotonic() + 30
@@ -85,6 +89,10 @@ class Browser:
         self.ws.close()
         self.proc.terminate()
         self.proc.wait(timeout=10)
+        # renderer, GPU and crash-handler processes may outlive the browser process and still
+        # write into the profile; end the whole group before the profile is removed
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +111,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
 
 
 def test_report_renders_offline_without_errors(report: pathlib.Path) -> None:
-    with tempfile.TemporaryDirectory() as profile:
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         browser = Browser(pathlib.Path(profile))
         try:
             for domain in ("Runtime", "Log", "Network", "Page"):

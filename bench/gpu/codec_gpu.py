@@ -23,7 +23,6 @@ import pathlib
 import platform
 import statistics
 import sys
-import time
 
 import numpy as np
 import torch
@@ -178,24 +177,13 @@ def print_row(r: dict) -> None:  # type: ignore[type-arg]
           f"{verdict}", flush=True)  # fmt: skip
 
 
-def warm_up_clocks(seconds: float = 1.0) -> None:
-    """Keep the GPU busy first, so that clock ramp-up does not land on the first timing."""
-    big = torch.empty(256 * 2**20, dtype=torch.uint8, device="cuda")
-    other = torch.empty_like(big)
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        for _ in range(20):
-            other.copy_(big)
-        torch.cuda.synchronize()
-
-
 def main() -> int:
     args = parse_args()
     if not torch.cuda.is_available():
         print("codec_gpu.py: no CUDA device visible", file=sys.stderr)
         return 2
     check = [] if args.skip_check else check_identity(random_inputs() + special_inputs())
-    warm_up_clocks()
+    throughput.warm_up_clocks()
     print_header()
     bench = []
     for size in args.sizes.split(","):

@@ -29,6 +29,7 @@ import torch
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 
 from collectives import codecs
+from collectives.codecs import throughput
 from collectives.codecs import triton_kernels as tk
 
 TARGETS = {"fp8_e4m3": 0.5, "logfmt8": 0.3, "logfmt10": 0.3}
@@ -46,29 +47,10 @@ def parse_args() -> argparse.Namespace:
 
 
 def timed(fn, repeats: int) -> list[float]:  # type: ignore[no-untyped-def]
-    """Seconds of each of `repeats` calls of fn(), by CUDA events, after 3 warm-up calls."""
+    """Seconds of each of `repeats` calls of fn() (CUDA events), after 3 warm-up calls."""
     for _ in range(3):
         fn()
-    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
-              for _ in range(repeats)]  # fmt: skip
-    for start, stop in events:
-        start.record()
-        fn()
-        stop.record()
-    torch.cuda.synchronize()
-    return [start.elapsed_time(stop) * 1e-3 for start, stop in events]
-
-
-def warm_up_clocks(seconds: float = 1.0) -> None:
-    """Keep the GPU busy for a while first: an idle GPU's clocks ramp up over the first
-    hundreds of milliseconds, which would penalize whichever shape is timed first."""
-    big = torch.empty(256 * 2**20, dtype=torch.uint8, device="cuda")
-    other = torch.empty_like(big)
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        for _ in range(20):
-            other.copy_(big)
-        torch.cuda.synchronize()
+    return throughput.timed(fn, torch.device("cuda"), repeats)
 
 
 def reference_ok(name: str, x: torch.Tensor, config: tk.KernelConfig) -> bool:
@@ -163,7 +145,7 @@ def main() -> int:
               file=sys.stderr)  # fmt: skip
         return 2
     began = time.perf_counter()
-    warm_up_clocks()
+    throughput.warm_up_clocks()
     copies, rows = {}, []
     for dtype in args.dtypes.split(","):
         for size in args.sizes.split(","):

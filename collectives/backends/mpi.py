@@ -45,7 +45,7 @@ class MpiComm:
         self._mpi = setup.mpi
         self._alloc = alloc
         self._plans = calls.Plans()
-        self._natives: dict[tuple[Any, ...], mpi_native.NativeCall | None] = {}
+        self._natives: dict[tuple[Any, ...], Callable[[], mpi_native.NativeCall | None]] = {}
         self._recording: list[mpi_native.NativeCall | None] | None = None
         self._native: mpi_native.Native | bool | None = False  # False: not loaded yet
         self._last: dict[str, tuple[Any, ...]] = {}
@@ -97,7 +97,7 @@ class MpiComm:
             self._plans.put(key, a, b, run, cleanup)
             entry = self._plans.entries[key]
         if self._recording is not None:
-            self._recording.append(self._natives[key])
+            self._recording.append(self._natives[key]())
         try:
             entry[2]()
         except self._mpi.Exception as exc:
@@ -120,13 +120,17 @@ class MpiComm:
         persistent: Callable[[], Any] | None,
         after: Sequence[Run] = (),
         native: tuple[str, tuple[Any, ...]] | None = None,
-    ) -> tuple[Run, Run | None, mpi_native.NativeCall | None]:
+    ) -> tuple[Run, Run | None, Callable[[], mpi_native.NativeCall | None]]:
         """Compose staging around the MPI call (and `after` it, before copies back to the
         device); persistent requests instead of the blocking call when enabled. `native`
-        (C function name, arguments) is what `capture` may replay: kept only for plain calls
-        on host memory."""
+        (C function name, arguments) is what `capture` may replay, bound only when capture
+        asks and only for plain calls on host memory."""
         persist = persistent is not None and self._setup.persistent
-        native_call = mpi_native.keep(self._native_lib(), native, wires, not after and not persist)
+        plain = not after and not persist
+
+        def native_call() -> mpi_native.NativeCall | None:
+            return mpi_native.keep(self._native_lib(), native, wires, plain)
+
         cleanup = None
         call = blocking
         if persist:

@@ -37,6 +37,18 @@ def timed(fn: Callable[[], Any], device: torch.device, repeats: int) -> list[flo
     return samples
 
 
+def warm_up_clocks(seconds: float = 1.0) -> None:
+    """Keep the GPU busy for a while before timing: an idle GPU's clocks ramp up over the
+    first hundreds of milliseconds, which would penalize whatever is timed first."""
+    big = torch.empty(256 * 2**20, dtype=torch.uint8, device="cuda")
+    other = torch.empty_like(big)
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        for _ in range(20):
+            other.copy_(big)
+        torch.cuda.synchronize()
+
+
 def measure(codec: Any, x: torch.Tensor, warmup: int, repeats: int) -> dict[str, dict[str, Any]]:
     """{"encode": facts, "decode": facts} for `codec` (from collectives.codecs.get) on x."""
     tokens, hidden = x.shape

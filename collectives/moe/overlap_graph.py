@@ -64,32 +64,32 @@ def graphed_schedules(
         c.append(graph)
 
     def comm_only() -> None:
-        with torch.cuda.stream(comm_stream):
-            for graph in (*d, *c):
-                graph.replay()
+        _replay(comm_stream, [*d, *c])
 
     def compute_only() -> None:
-        with torch.cuda.stream(compute):
-            for graph in e_:
-                graph.replay()
+        _replay(compute, e_)
 
     def together() -> None:
-        done_d: list[torch.cuda.Event] = []
-        done_e: list[torch.cuda.Event] = []
-        with torch.cuda.stream(comm_stream):
-            for graph in d:
-                graph.replay()
-                done_d.append(torch.cuda.Event())
-                done_d[-1].record()
-        with torch.cuda.stream(compute):
-            for graph, ev in zip(e_, done_d, strict=True):
-                compute.wait_event(ev)
-                graph.replay()
-                done_e.append(torch.cuda.Event())
-                done_e[-1].record()
-        with torch.cuda.stream(comm_stream):
-            for graph, ev in zip(c, done_e, strict=True):
-                comm_stream.wait_event(ev)
-                graph.replay()
+        dispatched = _replay(comm_stream, d)
+        computed = _replay(compute, e_, after=dispatched)
+        _replay(comm_stream, c, after=computed)
 
     return comm_only, compute_only, together
+
+
+def _replay(
+    stream: torch.cuda.Stream,
+    graphs: list[torch.cuda.CUDAGraph],
+    after: list[torch.cuda.Event] | None = None,
+) -> list[torch.cuda.Event]:
+    """Replay `graphs` in order on `stream`, graph i after event `after[i]` if given; an
+    event recorded after each replay."""
+    done = []
+    with torch.cuda.stream(stream):
+        for i, graph in enumerate(graphs):
+            if after is not None:
+                stream.wait_event(after[i])
+            graph.replay()
+            done.append(torch.cuda.Event())
+            done[-1].record()
+    return done

@@ -204,7 +204,7 @@ def _sweep(
 
 _NO_CAPTURE = {
     "mpi": "mpi replays only plain calls on host memory: no staging, host-side reduction, "
-    "in-place or persistent calls",
+    "in-place or persistent calls, and no op that also computes (codecs, MoE)",
     "gloo": "gloo has no graphs",
 }
 

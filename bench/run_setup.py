@@ -80,6 +80,13 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
         help="skip the untimed op that lines ranks up on the GPU before each loop/graph block "
         "(nccl-tests has none)",
     )
+    g.add_argument(
+        "--python-loop",
+        dest="compiled_loop",
+        action="store_false",
+        help="issue loop blocks from Python (what a Python framework pays) instead of the "
+        "nccl backend's compiled loop of the op's recorded NCCL calls (as nccl-tests' C loop)",
+    )
     g.add_argument("--seed", type=int, default=0, help="seed of inputs and generators")
     lg = p.add_argument_group("launch")
     lg.add_argument("--backend", default="auto", help=f"auto, {', '.join(BACKENDS)}")
@@ -155,6 +162,7 @@ def resolve_timing(args: argparse.Namespace) -> Timing:
             num_blocks=args.blocks,
             graph_iters=args.cudagraph,
             align=args.align,
+            compiled_loop=args.compiled_loop,
             blocking=args.blocking,
             aggregation=agg,
         )

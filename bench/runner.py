@@ -44,6 +44,9 @@ class Timing:
     """Synchronize after every op in per-iteration mode (-z)."""
     aggregation: str = "max"
     """How ranks combine per sample (-a): max, avg, min or rank0."""
+    compiled_loop: bool = True
+    """Loop blocks issue the op's recorded calls from compiled code where the backend can
+    (`nccl`), as nccl-tests' C loop does; False (--python-loop) issues them from Python."""
     modes: tuple[str, ...] = ("per_iter", "loop")
     """Timing modes to run; graph is added when graph_iters > 0."""
 
@@ -95,6 +98,8 @@ class PointRunner:
         self.fault = fault
         self._label = label or (lambda size: f"{op.name} size {size} B")
         self._fake = getattr(comm, "backend", "") == "fake"
+        self.loop_issue = "python"
+        """How the last loop blocks were issued: `compiled` or `python`."""
 
     def _faulty(self, size_index: int) -> str | None:
         f = self.fault
@@ -152,16 +157,35 @@ class PointRunner:
         return samples
 
     def _loop(self, bufs: Buffers) -> list[float]:
-        def issue() -> None:
-            for _ in range(self.timing.num_iters):
-                self.op.run(self.comm, bufs)
+        n = self.timing.num_iters
+        issue = self._compiled_loop(bufs, n)
+        self.loop_issue = "compiled" if issue is not None else "python"
+        if issue is None:
 
-        return self._blocks(issue, self.timing.num_iters, lambda: self.op.run(self.comm, bufs))
+            def issue() -> None:
+                for _ in range(n):
+                    self.op.run(self.comm, bufs)
+
+        return self._blocks(issue, n, lambda: self.op.run(self.comm, bufs))
+
+    def _compiled_loop(self, bufs: Buffers, n: int) -> Callable[[], None] | None:
+        """The backend's compiled loop of the op's recorded calls (warmed: compiled and run
+        once), or None: not asked for, not offered, or the op does more than communicate."""
+        repeat = getattr(self.comm, "repeat", None)
+        if not (self.timing.compiled_loop and repeat and self.op.communication_only):
+            return None
+        issue: Callable[[], None] | None = repeat(lambda: self.op.run(self.comm, bufs), n)
+        if issue is not None:
+            issue()
+            self.comm.synchronize()
+        return issue
 
     def _graph(self, bufs: Buffers) -> list[float] | None:
         # As nccl-tests' -G: the graph holds -n ops and each block launches it -G times
         # back to back, so a launch's fixed cost is shared by n x G ops, not charged to n.
         n, launches = self.timing.num_iters, self.timing.graph_iters
+        if getattr(self.comm, "capture_records_calls", False) and not self.op.communication_only:
+            return None  # a recording replays the op's calls, not the other work it does
         replay = self.comm.capture(lambda: self.op.run(self.comm, bufs), n)
         if replay is None:
             return None
@@ -188,6 +212,9 @@ class PointRunner:
         for mode in self.timing.modes:
             with self.dog.guard(f"{what} (timed, {mode})"):
                 samples[mode] = self._per_iter(bufs) if mode == "per_iter" else self._loop(bufs)
+            if mode == "loop" and self.loop_issue == "compiled" and self.timing.check:
+                with self.dog.guard(f"{what} (check after the compiled loop)"):
+                    num_wrong = max(num_wrong, self._recheck(bufs))
         if self.timing.graph_iters > 0:
             with self.dog.guard(f"{what} (timed, graph)"):
                 graph = self._graph(bufs)
@@ -202,7 +229,7 @@ class PointRunner:
         return [self._record(bufs, mode, gathered, num_wrong, extra) for mode in samples]
 
     def _recheck(self, bufs: Buffers) -> int:
-        """Check the output the graph replays left behind (ops are idempotent)."""
+        """Check the output replays (graph, compiled loop) left behind (ops are idempotent)."""
         wrong = self.op.check(self.comm, bufs)
         return int(sum(self.comm.gather_object(wrong)))
 
@@ -234,7 +261,7 @@ class PointRunner:
             codec=str(getattr(self.op, "codec_name", "none")),
             num_warmup=self.timing.num_warmup,
             aggregation=self.timing.aggregation,
-            extra=extra,
+            extra={**extra, "loop_issue": self.loop_issue} if mode == "loop" else extra,
         )
 
 

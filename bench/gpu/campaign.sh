@@ -100,6 +100,27 @@ phase6() {
   CUDA_VISIBLE_DEVICES=0,1,2,3 NGPU=4 MOE_TIMEOUT=200 MOE_ARGS="--skip ll,overlap" bash $B moe
 }
 
+phase7() {
+  say "7: 2 GPUs: self-check, compiled loop vs nccl-tests, Python loop, MoE overlap"
+  export CUDA_VISIBLE_DEVICES=0,1 NGPU=2
+  bash $B env
+  bash $B nccltestsbuild >"$OUT/builds.txt" 2>&1 &
+  local builds=$!
+  mpirun --allow-run-as-root -x NCCL_NVLS_ENABLE -x PYTHONPATH -np 2 timeout 120 python3 \
+    bench/gpu/nccl_backend_gpu.py --begin 1024 --end 1048576 --out "$OUT/nccl-backend.json" \
+    2>&1 | tail -25
+  wait $builds; tail -3 "$OUT/builds.txt"
+  SIZES_ARGS="-b 1K -e 1M -f 4" CORE_BACKENDS=nccl timeout 150 bash $B nccltests core
+  mkdir -p "$OUT/small1" && mv "$OUT"/nccltests-* "$OUT"/epbench-* "$OUT/small1/"
+  timeout 60 bash $B pyloop
+  MOE_TIMEOUT=120 MOE_ARGS="--skip normal,ll" bash $B moe
+  timeout 60 python3 -m bench run moe --overlap --backend torch-nccl --np 2 -n 20 -w 5 \
+    -o "$OUT/moe-overlap.jsonl" --overwrite
+  SIZES_ARGS="-b 16M -e 1G -f 4" CORE_BACKENDS=nccl timeout 150 bash $B nccltests core
+  mkdir -p "$OUT/large" && mv "$OUT"/nccltests-* "$OUT"/epbench-* "$OUT/large/"
+  SIZES_ARGS="-b 1K -e 1M -f 4" CORE_BACKENDS=nccl timeout 150 bash $B nccltests core
+}
+
 for p in "${@:-1 2 3}"; do
   for q in $p; do "phase$q"; done
 done

@@ -2,7 +2,7 @@
 # Check and time epbench on a GPU machine in one call, beside nccl-tests built there.
 #
 #   bash bench/gpu/run_device.sh PART...
-#   PART: env nccltestsbuild nccltests fixtures core loopnoalign transports ncclexp probe timeline
+#   PART: env nccltestsbuild nccltests fixtures core pyloop loopnoalign transports ncclexp probe timeline
 #         codecs compressed moe deepepbuild deepep pack
 #
 # nccl-tests' source is expected, unpacked, in .device/nccl-tests and DeepEP's (V1, e.g.
@@ -176,6 +176,15 @@ part_loopnoalign() {
       "${MPIRUN[@]}" python3 -m bench run "$op" --backend nccl -b 1K -e 64K -f 4 -d bfloat16 \
         -w 5 $variant 2>&1 | grep -E '^ +[0-9]'
     done
+  done
+}
+
+part_pyloop() {
+  # The loop issued from Python (--python-loop) beside the compiled loop of part_core.
+  for op in allreduce alltoall; do
+    section "epbench $op nccl, loop issued from Python"
+    "${MPIRUN[@]}" python3 -m bench run "$op" --backend nccl -b 1K -e 1M -f 4 -d bfloat16 \
+      -n 20 -w 5 --python-loop -o "$OUT/epbench-$op-pyloop.jsonl" --overwrite
   done
 }
 

@@ -36,6 +36,8 @@ class MpiComm:
     """`Comm` over an mpi4py communicator; see the module docstring."""
 
     backend = "mpi"
+    capture_records_calls = True
+    """`capture` records MPI calls, so it only fits ops whose run is nothing but calls."""
 
     def __init__(
         self, comm: Any, setup: mpi_setup.Setup, place: dict[str, int], alloc: bf.Allocator

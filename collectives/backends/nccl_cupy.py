@@ -4,8 +4,9 @@ This is the path nccl-tests measures: one NCCL communicator per process, every c
 dedicated non-blocking CUDA stream, all-to-all through ncclAlltoAll where NCCL has it
 (2.28+, as nccl-tests; nccl_native.py) and as grouped send/recv otherwise and for alltoallv,
 CUDA events on that stream for timing, and `capture` recording `num_iters` calls into one
-CUDA graph replayed on the same stream (nccl-tests' `-G`). The unique id is created on rank
-0 and handed out through a torch.distributed TCPStore at
+CUDA graph replayed on the same stream (nccl-tests' `-G`), and `repeat` issuing an op's
+recorded NCCL calls N times from compiled code (nccl-tests' C loop; nccl_native.py). The
+unique id is created on rank 0 and handed out through a torch.distributed TCPStore at
 `LaunchInfo.master_addr:master_port`, which also carries small host objects
 (`gather_object`, `split`). The GPU is `host_local_rank` modulo the visible GPUs.
 
@@ -98,7 +99,9 @@ class NcclComm:
         self._alloc = bf.Allocator(kind="cupy", arena=bf.HostArena(), device_index=ctx["device"])
         self._flag = self._cupy.zeros(1, np.float32)
         self._events: list[Any] = []
-        self._alltoall_fn = nccl_native.alltoall_function(self._version)
+        self._lib = nccl_native.load(self._version)
+        self._alltoall = self._lib is not None and self._lib.has(nccl_native.ALL_TO_ALL)
+        self._recording: list[tuple[nccl_native.NativeCall, ...] | None] | None = None
 
     # ---- facts and buffers ----------------------------------------------------------------
     def facts(self) -> dict[str, Any]:
@@ -114,8 +117,11 @@ class NcclComm:
             "device_index": self._ctx["device"],
             "stream": "dedicated non-blocking stream",
             "alltoall": "ncclAlltoAll (uniform), grouped ncclSend/ncclRecv (alltoallv)"
-            if self._alltoall_fn is not None
+            if self._alltoall
             else "grouped ncclSend/ncclRecv",
+            "loop": "recorded NCCL calls issued from compiled code"
+            if self._lib is not None
+            else "Python-issued",
             "bootstrap": "torch.distributed TCPStore",
             "fp8_reductions": self.supports_reduction("float8_e4m3"),
         }
@@ -157,6 +163,8 @@ class NcclComm:
             run = entry[2]
         else:
             run = self._plans.put(key, a, b, build(*args), None)
+        if self._recording is not None:
+            self._recording.append(getattr(run, "native", None))
         try:
             run()
         except self._nccl.NcclError as exc:
@@ -179,7 +187,7 @@ class NcclComm:
             )
         sp, rp = bf.device_pointer(inp), bf.device_pointer(out)
         code, size = move_type(self._dtype(inp))
-        if self._alltoall_fn is not None and len({*s_lay.counts_bytes, *r_lay.counts_bytes}) == 1:
+        if self._alltoall and len({*s_lay.counts_bytes, *r_lay.counts_bytes}) == 1:
             return self._native_all_to_all(sp, rp, s_lay.counts_bytes[0] // size, code)
         peers = [
             (p, sp + s_lay.displs_bytes[p], s_lay.counts_bytes[p] // size, code,
@@ -190,15 +198,21 @@ class NcclComm:
 
     def _native_all_to_all(self, sp: int, rp: int, count: int, code: int) -> calls.Run:
         """Equal blocks through ncclAlltoAll (NCCL >= 2.28), as nccl-tests' alltoall_perf."""
-        fn, comm, stream, rank = self._alltoall_fn, self._comm.comm, self.stream.ptr, self.rank
-        assert fn is not None
+        lib, rank = self._lib, self.rank
+        assert lib is not None
+        native = self._native(nccl_native.ALL_TO_ALL, sp, rp, count, code)
+        fn, args = lib.functions[native.kind], native.args
 
         def run() -> None:
-            status = fn(sp, rp, count, code, comm, stream)
+            status = fn(*args)
             if status:
                 raise CommError(f"NCCL ncclAlltoAll failed on rank {rank}: status {status}")
 
-        return run
+        return _with_native(run, native)
+
+    def _native(self, kind: int, *args: int) -> nccl_native.NativeCall:
+        """A recorded call: `args` followed by this communicator and its stream."""
+        return nccl_native.NativeCall(kind, (*args, self._comm.comm, self.stream.ptr))
 
     def _grouped(self, peers: list[tuple[int, ...]]) -> calls.Run:
         """Per peer: send (address, count, type) and receive (address, count, type); a count
@@ -216,7 +230,14 @@ class NcclComm:
             finally:
                 nccl.groupEnd()
 
-        return run
+        natives = [nccl_native.NativeCall(nccl_native.GROUP_START)]
+        for peer, s_addr, s_count, s_code, r_addr, r_count, r_code in peers:
+            if s_count >= 0:
+                natives.append(self._native(nccl_native.SEND, s_addr, s_count, s_code, peer))
+            if r_count >= 0:
+                natives.append(self._native(nccl_native.RECV, r_addr, r_count, r_code, peer))
+        natives.append(nccl_native.NativeCall(nccl_native.GROUP_END))
+        return _with_native(run, *natives)
 
     def all_reduce(self, out, inp, op: str = "sum") -> None:
         key = ("all_reduce", id(out), id(inp), op)
@@ -237,9 +258,13 @@ class NcclComm:
         count = out_bytes // bf.numpy_dtype(dtype).itemsize
         sp, rp = bf.device_pointer(inp), bf.device_pointer(out)
         comm, stream = self._comm, self.stream.ptr
+        kind = nccl_native.REDUCE_SCATTER if scatter else nccl_native.ALL_REDUCE
+        native = self._native(kind, sp, rp, count, code, op_code)
         if scatter:
-            return lambda: comm.reduceScatter(sp, rp, count, code, op_code, stream)
-        return lambda: comm.allReduce(sp, rp, count, code, op_code, stream)
+            return _with_native(
+                lambda: comm.reduceScatter(sp, rp, count, code, op_code, stream), native
+            )
+        return _with_native(lambda: comm.allReduce(sp, rp, count, code, op_code, stream), native)
 
     def all_gather(self, out, inp) -> None:
         self._call(("all_gather", id(out), id(inp)), out, inp, self._plan_gather, out, inp)
@@ -250,7 +275,8 @@ class NcclComm:
         sp, rp = bf.device_pointer(inp), bf.device_pointer(out)
         comm, stream = self._comm, self.stream.ptr
         code, size = move_type(self._dtype(inp))
-        return lambda: comm.allGather(sp, rp, nbytes // size, code, stream)
+        native = self._native(nccl_native.ALL_GATHER, sp, rp, nbytes // size, code)
+        return _with_native(lambda: comm.allGather(sp, rp, nbytes // size, code, stream), native)
 
     def send(self, buf, peer: int) -> None:
         self._call(("send", id(buf), peer), buf, None, self._plan_p2p, buf, peer, None, -1)
@@ -308,6 +334,26 @@ class NcclComm:
         stream = self.stream
         return lambda: graph.launch(stream)
 
+    def repeat(self, fn: Callable[[], None], num_iters: int) -> Callable[[], None] | None:
+        """Record the NCCL calls one fn() makes (running it once) and return a function making
+        them `num_iters` times from compiled code, as nccl-tests' C loop issues its ops; None
+        when NCCL or numba is not reachable that way or fn made a call that cannot be recorded."""
+        if self._lib is None or num_iters < 1:
+            return None
+        self._recording = []
+        try:
+            fn()
+        finally:
+            recorded, self._recording = self._recording, None
+        if not recorded or None in recorded:
+            return None
+        try:
+            self._lib.loop()
+        except ImportError:
+            return None
+        flat = [call for natives in recorded for call in natives or ()]
+        return nccl_native.repeater(self._lib, flat, num_iters, self.rank)
+
     # ---- host objects ---------------------------------------------------------------------------
     def gather_object(self, obj: Any) -> list[Any]:
         self._num_objects += 1
@@ -346,6 +392,12 @@ class NcclComm:
             self.stream.synchronize()
             self._comm.destroy()
             self._comm = None
+
+
+def _with_native(run: calls.Run, *natives: nccl_native.NativeCall) -> calls.Run:
+    """`run` carrying the NCCL calls it makes (what `repeat` records)."""
+    run.native = natives  # type: ignore[attr-defined]
+    return run
 
 
 def _weak(buf: Any) -> Any:

@@ -18,6 +18,7 @@ from collectives.ops.base import (
 
 class AllGather(BlockCollective):
     name = "allgather"
+    communication_only = True
 
     def make_inputs(self, comm: Comm, size_bytes: int, dtype: str) -> Buffers:
         s = self.sizes(size_bytes, dtype, comm.world)

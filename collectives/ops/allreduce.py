@@ -23,6 +23,7 @@ from collectives.ops.base import (
 
 class AllReduce(Collective):
     name = "allreduce"
+    communication_only = True
     has_redop = True
 
     def sizes(self, size_bytes: int, dtype: str, world: int) -> Sizes:

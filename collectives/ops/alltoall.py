@@ -14,6 +14,7 @@ from collectives.ops.base import Buffers, Collective, Sizes, elem_bytes, pattern
 
 class AllToAll(Collective):
     name = "alltoall"
+    communication_only = True
 
     def sizes(self, size_bytes: int, dtype: str, world: int) -> Sizes:
         elem = elem_bytes(dtype)

@@ -66,6 +66,7 @@ def generate_matrix(kind: str, world: int, seed: int = 0, skew: float = 1.1) -> 
 
 class AllToAllV(Collective):
     name = "alltoallv"
+    communication_only = True
 
     def weights(self, world: int) -> np.ndarray:
         matrix = self.options.get("matrix")

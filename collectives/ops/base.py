@@ -122,6 +122,9 @@ class Collective(abc.ABC):
     self_synchronizing: ClassVar[bool] = False
     """True when one run already lines the ranks up (pingpong), so per-iteration samples
     need no barrier between them (osu_latency has none)."""
+    communication_only: ClassVar[bool] = False
+    """`run` only calls the communicator (no kernels, copies or host work), so a backend may
+    record those calls and reissue them from compiled code (nccl loop, mpi replay)."""
     time_divisor: ClassVar[float] = 1.0
     """Timed samples are divided by this (pingpong: 2, a round trip -> one way)."""
     size_unit: ClassVar[str] = "bytes"

@@ -17,6 +17,7 @@ from collectives.ops.base import Buffers, Collective, Sizes, elem_bytes, pattern
 
 class PingPong(Collective):
     name = "pingpong"
+    communication_only = True
     min_ranks = 2
     time_divisor = 2.0  # a run is a round trip; report one-way latency
     self_synchronizing = True

@@ -17,6 +17,7 @@ from collectives.ops.base import (
 
 class ReduceScatter(BlockCollective):
     name = "reducescatter"
+    communication_only = True
     has_redop = True
     gathers = False
 

@@ -21,6 +21,7 @@ from collectives.ops.base import (
 
 class SendRecv(Collective):
     name = "sendrecv"
+    communication_only = True
 
     def sizes(self, size_bytes: int, dtype: str, world: int) -> Sizes:
         elem = elem_bytes(dtype)

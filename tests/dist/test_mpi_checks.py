@@ -158,6 +158,52 @@ def check_capture(comm: Any) -> bool:
     return True
 
 
+def check_repeat(comm: Any) -> bool:
+    """A backend's compiled loop (`repeat`, where it has one) makes exactly the recorded calls:
+    in-place sums multiply by world per call (one recording run + 2 x 3 issued), and a
+    repeated alltoallv, allgather and ring send_recv leave the right output."""
+    repeat = getattr(comm, "repeat", None)
+    if repeat is None:
+        return False
+    world, rank = comm.world, comm.rank
+    buf = comm.from_numpy(np.ones(16), "float64")
+    issue = repeat(lambda: comm.all_reduce(buf, buf, "sum"), 3)
+    if issue is None:
+        return False
+    issue()
+    issue()
+    comm.synchronize()
+    np.testing.assert_array_equal(comm.to_numpy(buf), np.full(16, float(world) ** 7))
+    left, right = (rank - 1) % world, (rank + 1) % world
+    sendbuf, recvbuf = comm.from_numpy(values(rank, 9), "bfloat16"), comm.empty(9, "bfloat16")
+    inp, out = comm.from_numpy(values(rank, 4), "float32"), comm.empty(4 * world, "float32")
+    for fn in (
+        lambda: comm.all_gather(out, inp),
+        lambda: comm.send_recv(sendbuf, right, recvbuf, left),
+    ):
+        step = repeat(fn, 2)
+        assert step is not None, "repeat declined a plain call"
+        step()
+    every = np.concatenate([values(r, 4) for r in range(world)])
+    np.testing.assert_array_equal(comm.to_numpy(out), every)
+    np.testing.assert_array_equal(comm.to_numpy(recvbuf), values(left, 9))
+    counts = [[(src + dst) % 3 + 1 for dst in range(world)] for src in range(world)]
+    recv = [counts[src][rank] for src in range(world)]
+    inp = comm.from_numpy(values(rank, sum(counts[rank])), "float32")
+    out = comm.empty(sum(recv), "float32")
+    step = repeat(lambda: comm.all_to_all(out, inp, counts[rank], recv), 2)
+    assert step is not None, "repeat declined alltoallv"
+    comm.synchronize()
+    out[...] = 0  # locally (totals differ between ranks); CuPy, torch or numpy alike
+    assert not comm.to_numpy(out).any()  # (and the zeroing has finished)
+    step()
+    starts = [sum(counts[src][:rank]) for src in range(world)]
+    parts = [values(src, sum(counts[src]))[starts[src] : starts[src] + recv[src]]
+             for src in range(world)]  # fmt: skip
+    np.testing.assert_array_equal(comm.to_numpy(out), np.concatenate(parts))
+    return True
+
+
 def check_split(comm: Any) -> None:
     world, rank = comm.world, comm.rank
     sub = comm.split(rank % 2, -rank)
@@ -198,6 +244,7 @@ def check_every_method(comm: Any, fact_keys: tuple[str, ...]) -> bool:
     check_point_to_point(comm)
     check_host_helpers(comm, fact_keys)
     captured = check_capture(comm)
+    check_repeat(comm)
     check_split(comm)
     check_buffer_reuse(comm)
     return captured

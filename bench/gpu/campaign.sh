@@ -121,6 +121,32 @@ phase7() {
   SIZES_ARGS="-b 1K -e 1M -f 4" CORE_BACKENDS=nccl timeout 150 bash $B nccltests core
 }
 
+phase8() {
+  say "8: 2 GPUs: small-size loop variants beside nccl-tests, MoE overlap"
+  export CUDA_VISIBLE_DEVICES=0,1 NGPU=2
+  bash $B nccltestsbuild >"$OUT/builds.txt" 2>&1 &
+  local builds=$! op variant
+  timeout 60 bash $B probe
+  for op in allreduce alltoall; do
+    for variant in "-n 20" "-n 20 --no-align" "-n 200" "-n 20 --python-loop"; do
+      echo "--- epbench $op $variant"
+      # shellcheck disable=SC2086
+      timeout 40 mpirun --allow-run-as-root -x NCCL_NVLS_ENABLE -x PYTHONPATH -np 2 \
+        python3 -m bench run "$op" --backend nccl -b 1K -e 64K -f 4 -d bfloat16 -w 5 \
+        $variant 2>&1 | grep -E '^ +[0-9]'
+    done
+    echo "--- epbench $op -n 20, mpirun --bind-to none"
+    timeout 40 mpirun --allow-run-as-root --bind-to none -x NCCL_NVLS_ENABLE -x PYTHONPATH \
+      -np 2 python3 -m bench run "$op" --backend nccl -b 1K -e 64K -f 4 -d bfloat16 -w 5 \
+      -n 20 2>&1 | grep -E '^ +[0-9]'
+  done
+  wait $builds
+  SIZES_ARGS="-b 1K -e 64K -f 4" timeout 60 bash $B nccltests
+  MOE_TIMEOUT=120 MOE_ARGS="--skip normal,ll" bash $B moe
+  timeout 90 python3 -m bench run moe --overlap --backend torch-nccl --np 2 -n 20 -w 5 \
+    -o "$OUT/moe-overlap.jsonl" --overwrite
+}
+
 for p in "${@:-1 2 3}"; do
   for q in $p; do "phase$q"; done
 done

@@ -7,7 +7,8 @@ backend, to measure what the backend adds.
 
 For 1 KiB and 64 KiB bf16 all_reduce and all_to_all, rank 0 prints: host time per call
 when issuing 200 calls without synchronizing (what bounds a back-to-back loop), through
-(a) CuPy's NcclCommunicator directly and (b) epbench's `nccl` Comm; and the device time
+(a) CuPy's NcclCommunicator directly, (b) epbench's `nccl` Comm and (c) its compiled loop
+of the recorded NCCL calls (`repeat`); and the device time
 per call from events around the same 200 calls.
 """
 
@@ -29,18 +30,19 @@ from collectives.backends import create  # noqa: E402
 N = 200
 
 
-def timed(comm, issue) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+def timed(comm, issue, calls: int = N) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """(host µs, device µs) per call of `issue`, `calls` calls issued without a sync."""
     comm.synchronize()
     comm.barrier()
     timer = comm.timer()
     t0 = time.perf_counter()
     timer.start()
-    for _ in range(N):
+    for _ in range(calls):
         issue()
     timer.stop()
-    host = (time.perf_counter() - t0) / N
+    host = (time.perf_counter() - t0) / calls
     comm.synchronize()
-    return host * 1e6, timer.elapsed_s()[0] / N * 1e6
+    return host * 1e6, timer.elapsed_s()[0] / calls * 1e6
 
 
 def main() -> None:
@@ -52,6 +54,11 @@ def main() -> None:
             bufs = op.make_inputs(comm, size, "bfloat16")
             op.run(comm, bufs)
             rows = {"epbench": timed(comm, lambda: op.run(comm, bufs))}
+            issue = comm.repeat(lambda: op.run(comm, bufs), N)
+            if issue is not None:
+                issue()  # compile
+                host, dev = timed(comm, issue, calls=1)
+                rows["epbench compiled"] = (host / N, dev / N)
             if name == "allreduce":
                 raw = comm._comm  # CuPy's NcclCommunicator
                 sp, rp = bufs.send.data.ptr, bufs.recv.data.ptr

@@ -4,8 +4,10 @@
 
 1. Bit identity: every GPU implementation (Triton kernels where Triton imports, and the
    torch-ops path) against the numpy reference, on random inputs of several shapes and on
-   special values (zeros, all-zero tiles, subnormals, huge values, NaN, Inf), for the
-   encoded bytes and the decoded float32 bits.
+   special values (zeros, all-zero tiles, subnormals, huge values, NaN, Inf), values on and
+   beside the FP8 and LogFMT rounding cuts and inside the LogFMT fast path's tolerance, for
+   the encoded bytes and the decoded float32 bits; and the two hardware behaviours the fast
+   encoders rely on, checked exhaustively (collectives/codecs/triton_hwcheck.py).
 2. Bandwidth: a device copy of the input's bytes (read + written), then encode and decode
    of each codec at each size, as bytes read + written per second and as a fraction of the
    copy bandwidth measured in the same run. Targets of issue #3: FP8 >= 50%, LogFMT >= 30%.
@@ -30,7 +32,7 @@ import torch
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 
 from collectives import codecs
-from collectives.codecs import ref_logfmt, throughput, triton_kernels
+from collectives.codecs import ref, ref_logfmt, throughput, triton_kernels
 
 NIC_GBPS = 50.0
 TARGETS = {"fp8_e4m3": 0.5, "logfmt8": 0.3, "logfmt10": 0.3}
@@ -46,6 +48,22 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16")
     p.add_argument("--repeats", type=int, default=30)
     p.add_argument("--skip-check", action="store_true")
+    p.add_argument(
+        "--ab",
+        action="store_true",
+        help="also time the previous Triton encoders (impl 'triton-prev')",
+    )
+    p.add_argument(
+        "--loop",
+        type=int,
+        default=1,
+        help="calls per timed sample (back to back; > 1 hides launch overhead)",
+    )
+    p.add_argument(
+        "--graph",
+        action="store_true",
+        help="replay the --loop calls from a CUDA graph: kernel time without the host's",
+    )
     p.add_argument(
         "--bench-impls",
         default="triton,torch",
@@ -87,8 +105,15 @@ def random_inputs() -> list[torch.Tensor]:
     for t, h in shapes:
         x = rng.standard_t(3.0, (t, h)) * 10.0 ** rng.uniform(-6, 3, (t, 1))
         out.append(torch.from_numpy(x.astype(np.float32)))
-    # LogFMT values on and beside every rounding cut (where any inexact ln picks wrong)
+    # LogFMT values on and beside every rounding cut (where any inexact ln picks wrong), and
+    # just inside the fast path's tolerance; FP8 quotients on and beside every cut
     cuts = [ref_logfmt.cut_input(bits, tokens=64) for bits in (8, 10, 16)]
+    if triton_kernels.available():  # the Triton encoder's fast path and its tolerance
+        from collectives.codecs.triton_logfmt import LG2_ERR
+
+        cuts += [ref_logfmt.tolerance_input(bits, LG2_ERR.value, zero, tokens=64)
+                 for bits in (8, 10) for zero in (False, True)]  # fmt: skip
+    cuts += [ref.fp8_cut_input(codecs.parse(n), tokens=64) for n in ("fp8_e4m3", "fp8_e5m2")]
     return out + [torch.from_numpy(x) for x in cuts]
 
 
@@ -105,8 +130,10 @@ def check_identity(inputs: list[torch.Tensor]) -> list[dict]:  # type: ignore[ty
             gpu = codecs.get(name, impl=impl)
             bad_wire = bad_dec = 0
             for x, wire, want in zip(inputs, wires, wants, strict=True):
-                got = gpu.encode(x.cuda()).cpu()
-                bad_wire += int((got != wire).sum()) if got.shape == wire.shape else wire.numel()
+                for _ in range(2):  # the second call takes the compiled-kernel cache's path
+                    got = gpu.encode(x.cuda()).cpu()
+                    bad = int((got != wire).sum()) if got.shape == wire.shape else wire.numel()
+                    bad_wire += bad
                 dec = gpu.decode(wire.cuda(), *x.shape).cpu().view(torch.int32)
                 bad_dec += int((dec != want).sum())
             rows.append({"codec": name, "impl": impl, "wrong_wire_bytes": bad_wire,
@@ -115,11 +142,36 @@ def check_identity(inputs: list[torch.Tensor]) -> list[dict]:  # type: ignore[ty
     return rows
 
 
-def timed(fn, repeats: int) -> float:  # type: ignore[no-untyped-def]
-    """Median seconds of fn() over CUDA events (after two warm-up calls)."""
+def timed(fn, repeats: int, loop: int = 1, graph: bool = False) -> float:  # type: ignore[no-untyped-def]
+    """Median seconds of fn() over CUDA events (after two warm-up calls); with loop > 1 a
+    sample is `loop` back-to-back calls (divided by loop), so the host's launch cost
+    overlaps the previous call's kernel instead of adding to it; with graph, those calls
+    are captured once and replayed from a CUDA graph (no host work per call at all)."""
     fn()
     fn()
-    return statistics.median(throughput.timed(fn, torch.device("cuda"), repeats))
+
+    def many() -> None:
+        for _ in range(loop):
+            fn()
+
+    run = many
+    if graph:
+        cuda_graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(cuda_graph):
+            many()
+        run = cuda_graph.replay
+    return statistics.median(throughput.timed(run, torch.device("cuda"), repeats)) / loop
+
+
+def encoders(name: str, impl: str, ab: bool) -> list[tuple[str, object]]:  # type: ignore[type-arg]
+    """(label, encode function) to time: the codec's, and with `ab` the previous Triton
+    encoder (same bytes) as 'triton-prev'."""
+    codec = codecs.get(name, impl=impl)
+    out: list[tuple[str, object]] = [(impl, codec.encode)]
+    spec = codecs.parse(name)
+    if ab and impl == "triton" and spec.kind in triton_kernels.KERNEL_KINDS:
+        out.append(("triton-prev", lambda x: triton_kernels.encode(spec, x, fast=False)))
+    return out
 
 
 def bandwidth(args: argparse.Namespace, tokens: int, hidden: int) -> list[dict]:  # type: ignore[type-arg]
@@ -127,16 +179,19 @@ def bandwidth(args: argparse.Namespace, tokens: int, hidden: int) -> list[dict]:
     x = (torch.randn(tokens, hidden, device="cuda") * 0.5).to(dtype)
     in_bytes = x.numel() * x.element_size()
     dst = torch.empty_like(x)
-    copy_s = timed(lambda: dst.copy_(x), args.repeats)
+    copy_s = timed(lambda: dst.copy_(x), args.repeats, args.loop, args.graph)
     copy_gbps = 2 * in_bytes / copy_s / 1e9
     bf16_nic_s = tokens * hidden * 2 / (NIC_GBPS * 1e9)
     rows = []
     for name in args.codecs.split(","):
-        for impl in impls(args.bench_impls):
-            codec = codecs.get(name, impl=impl)
+        for impl, encode in (
+            e for i in impls(args.bench_impls) for e in encoders(name, i, args.ab)
+        ):
+            codec = codecs.get(name, impl=impl.removesuffix("-prev"))
             wire = codec.encode(x)
-            enc_s = timed(lambda c=codec: c.encode(x), args.repeats)
-            dec_s = timed(lambda c=codec, w=wire: c.decode(w, tokens, hidden), args.repeats)
+            enc_s = timed(lambda f=encode: f(x), args.repeats, args.loop, args.graph)  # type: ignore[operator]
+            dec_s = timed(lambda c=codec, w=wire: c.decode(w, tokens, hidden), args.repeats,
+                          args.loop, args.graph)  # fmt: skip
             enc_gbps = (in_bytes + wire.numel()) / enc_s / 1e9
             dec_gbps = (wire.numel() + x.numel() * 4) / dec_s / 1e9
             rows.append({
@@ -177,11 +232,24 @@ def print_row(r: dict) -> None:  # type: ignore[type-arg]
           f"{verdict}", flush=True)  # fmt: skip
 
 
+def hardware_checks() -> dict[str, float]:
+    """triton_hwcheck.run(), printed; {} without Triton."""
+    if not triton_kernels.available():
+        return {}
+    from collectives.codecs import triton_hwcheck
+
+    facts = triton_hwcheck.run()
+    for key, value in facts.items():
+        print(f"hardware {key:26s} {value:.6g}", flush=True)
+    return facts
+
+
 def main() -> int:
     args = parse_args()
     if not torch.cuda.is_available():
         print("codec_gpu.py: no CUDA device visible", file=sys.stderr)
         return 2
+    hw = {} if args.skip_check else hardware_checks()
     check = [] if args.skip_check else check_identity(random_inputs() + special_inputs())
     throughput.warm_up_clocks()
     print_header()
@@ -193,9 +261,14 @@ def main() -> int:
              "cuda": torch.version.cuda, "python": platform.python_version(),
              "triton": getattr(triton_kernels.triton, "__version__", None), "dtype": args.dtype,
              "nic_gbps_projected": NIC_GBPS}  # fmt: skip
-    args.out.write_text(json.dumps({"facts": facts, "identity": check, "bandwidth": bench},
-                                   indent=1))  # fmt: skip
+    facts.update(loop=args.loop, graph=args.graph)
+    args.out.write_text(json.dumps({"facts": facts, "hardware": hw, "identity": check,
+                                    "bandwidth": bench}, indent=1))  # fmt: skip
     mismatches = sum(r["wrong_wire_bytes"] + r["wrong_decoded"] for r in check)
+    mismatches += int(hw.get("fp8_e4m3_cvt_mismatches", 0) + hw.get("fp8_e5m2_cvt_mismatches", 0))
+    if hw.get("lg2_max_error", 0.0) >= hw.get("lg2_error_bound", 1.0):
+        print("hardware: lg2.approx errs beyond the bound the LogFMT fast path assumes")
+        mismatches += 1
     print(f"wrote {args.out}; identity mismatches: {mismatches}")
     return 1 if mismatches else 0
 

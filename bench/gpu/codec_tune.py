@@ -42,15 +42,23 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--sizes", default="4096x7168,16384x7168", help="TOKENSxHIDDEN,...")
     p.add_argument("--codecs", default="fp8_e4m3,logfmt8,logfmt10")
     p.add_argument("--dtypes", default="bfloat16,float32", help="input dtypes to sweep")
-    p.add_argument("--repeats", type=int, default=25, help="timed calls per shape (>= 20)")
+    p.add_argument("--repeats", type=int, default=25, help="timed samples per shape (>= 20)")
+    p.add_argument("--ops", default="encode,decode", help="kernels to sweep")
+    p.add_argument("--loop", type=int, default=1, help="back-to-back calls per sample")
     return p.parse_args()
 
 
-def timed(fn, repeats: int) -> list[float]:  # type: ignore[no-untyped-def]
-    """Seconds of each of `repeats` calls of fn() (CUDA events), after 3 warm-up calls."""
+def timed(fn, repeats: int, loop: int = 1) -> list[float]:  # type: ignore[no-untyped-def]
+    """Seconds per call of fn() (CUDA events), one sample per `loop` back-to-back calls,
+    `repeats` samples, after 3 warm-up calls."""
     for _ in range(3):
         fn()
-    return throughput.timed(fn, torch.device("cuda"), repeats)
+
+    def many() -> None:
+        for _ in range(loop):
+            fn()
+
+    return [t / loop for t in throughput.timed(many, torch.device("cuda"), repeats)]
 
 
 def reference_ok(name: str, x: torch.Tensor, config: tk.KernelConfig) -> bool:
@@ -65,7 +73,8 @@ def reference_ok(name: str, x: torch.Tensor, config: tk.KernelConfig) -> bool:
     return torch.equal(got, want)
 
 
-def sweep_op(name: str, op: str, x: torch.Tensor, wire: torch.Tensor, repeats: int) -> list[dict]:  # type: ignore[type-arg]
+def sweep_op(name: str, op: str, x: torch.Tensor, wire: torch.Tensor, repeats: int,
+             loop: int) -> list[dict]:  # type: ignore[type-arg]  # fmt: skip
     """Rows for every launch shape of one kernel on input x (and its default-shape wire)."""
     spec = codecs.parse(name)
     tokens, hidden = x.shape
@@ -81,12 +90,14 @@ def sweep_op(name: str, op: str, x: torch.Tensor, wire: torch.Tensor, repeats: i
         got = run(config)
         same = torch.equal(got.view(torch.uint8), default.view(torch.uint8))
         ok = same and reference_ok(name, x, config)
-        samples = timed(lambda c=config: run(c), repeats) if ok else []
+        samples = timed(lambda c=config: run(c), repeats, loop) if ok else []
         median = statistics.median(samples) if samples else float("nan")
         rows.append({"codec": name, "op": op, "tokens": tokens, "hidden": hidden,
                      "config": config.label, "is_default": config == tk.default_config(spec, op),
                      "identical": ok, "bytes_moved": moved, "samples_s": samples,
                      "median_s": median, "rw_gbps": moved / median / 1e9})  # fmt: skip
+        print(f"  {name} {op} {tokens} {config.label}: "
+              f"{median * 1e6:.1f} us{'' if ok else ' WRONG'}", flush=True)  # fmt: skip
     return rows
 
 
@@ -97,13 +108,13 @@ def sweep_size(
     torch.manual_seed(0)
     x = (torch.randn(tokens, hidden, device="cuda") * 0.5).to(getattr(torch, dtype))
     dst = torch.empty_like(x)
-    copy_s = statistics.median(timed(lambda: dst.copy_(x), args.repeats))
+    copy_s = statistics.median(timed(lambda: dst.copy_(x), args.repeats, args.loop))
     copy_gbps = 2 * x.numel() * x.element_size() / copy_s / 1e9
     rows = []
     for name in args.codecs.split(","):
         wire = tk.encode(codecs.parse(name), x)
-        for op in tk.OPS:
-            rows += sweep_op(name, op, x, wire, args.repeats)
+        for op in args.ops.split(","):
+            rows += sweep_op(name, op, x, wire, args.repeats, args.loop)
     for r in rows:
         r["dtype"] = dtype
         r["copy_rw_gbps"] = copy_gbps
@@ -157,7 +168,7 @@ def main() -> int:
     print_table(rows)
     facts = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
              "triton": tk.triton.__version__, "python": platform.python_version(),
-             "copy_rw_gbps": copies, "wall_s": time.perf_counter() - began,
+             "copy_rw_gbps": copies, "wall_s": time.perf_counter() - began, "loop": args.loop,
              "targets_vs_copy": TARGETS}  # fmt: skip
     args.out.write_text(json.dumps({"facts": facts, "rows": rows}, indent=1))
     wrong = sum(not r["identical"] for r in rows)

@@ -173,3 +173,33 @@ def decode_fp8(wire: np.ndarray, spec: CodecSpec, num_tokens: int, hidden: int) 
     # NaN propagation would give (CUDA's arithmetic returns 0x7FFFFFFF).
     values = np.where(np.isnan(scale)[..., None], F32(np.nan), values)
     return from_tiles(values, hidden)
+
+
+def fp8_cut_input(spec: CodecSpec, tokens: int = 8, rng_seed: int = 3) -> np.ndarray:
+    """[tokens, 256] float32 tiles whose quotients x / scale sit on and one or two float32
+    steps beside the FP8 rounding cuts (midpoints between codes), where a quotient off by one
+    ulp picks the wrong code, and at the smallest |x| whose quotient still rounds to a
+    non-zero float32 (scale * 2^-150: the sign of a zero code). Tile amax from 2^-110 to
+    2^120; elements with random signs; column 0 of each tile is its amax."""
+    assert spec.fp8 is not None
+    rng = np.random.default_rng(rng_seed)
+    table = fp8_decode_table(spec.fp8)[: spec.fp8.max_code + 1].astype(F64)
+    cuts = (table[:-1] + table[1:]) / 2.0
+    exps = np.array([-110, -60, -20, -3, 0, 7, 20, 60, 100, 120])
+    x = np.zeros((tokens, 256), dtype=F32)
+    for row, start in np.ndindex(tokens, 2):
+        amax = F32(rng.uniform(1.0, 2.0) * 2.0 ** rng.choice(exps))
+        scale = float(fp8_scales(np.array([amax]), np.array([True]), spec)[0])
+        centre = (cuts * scale).astype(F32)
+        pool = [centre]
+        for direction in (0.0, np.inf):
+            one = np.nextafter(centre, F32(direction))
+            pool += [one, np.nextafter(one, F32(direction))]
+        live = np.array([scale * 2.0**-150], dtype=F32)  # exact when normal
+        pool += [live, np.nextafter(live, F32(0)), np.nextafter(live, F32(np.inf))] * 8
+        cand = np.concatenate(pool)
+        cand = cand[(cand > 0) & (cand <= amax)]
+        tile = rng.choice(cand, 128) * rng.choice(np.array([-1.0, 1.0], dtype=F32), 128)
+        tile[0] = amax
+        x[row, start * 128 : start * 128 + 128] = tile
+    return x

@@ -151,6 +151,32 @@ def cut_input(bits: int, tokens: int = 8, rng_seed: int = 5) -> np.ndarray:
     return x
 
 
+def tolerance_input(bits: int, lg2_err: float, zero: bool, tokens: int = 8,
+                    rng_seed: int = 9) -> np.ndarray:  # fmt: skip
+    """LogFMT-`bits` tiles (as cut_input's) whose elements lie 0.05 to 0.25 of the Triton
+    encoder's fast-path tolerance (for a log2 error of `lg2_err`) from a level cut, or with
+    `zero` from the zero cut. Under the interpreter that log2 is pushed by 0.9 `lg2_err`, so
+    most elements cross their cut: a tolerance under half its value lets the fast path
+    decide them, wrongly (no element is near enough for its chunk to be redone exactly)."""
+    kmax = (1 << (bits - 1)) - 1
+    small, big = np.float32(-LOGFMT_CLAMP_LN), np.float32(0.0)
+    step, phi = logfmt_step(np.array([small]), np.array([big]), kmax)
+    s = float(step[0])
+    rng = np.random.default_rng(rng_seed)
+    n = tokens * 256
+    side = rng.choice(np.array([-1.0, 1.0]), n) * rng.uniform(0.05, 0.25, n)
+    if zero:  # the zero cut, m - ln 2
+        lnx = float(small) - LN2 + side * LN2 * lg2_err
+    else:
+        tau = (LN2 * lg2_err + 1e-12) / s + 1e-9
+        lnx = float(small) + (rng.integers(0, kmax - 1, n) + float(phi[0]) + side * tau) * s
+    x = np.exp(lnx).astype(np.float32).reshape(tokens, 256)
+    x *= rng.choice(np.array([-1.0, 1.0], dtype=np.float32), x.shape)
+    x[:, [0, 128]] = 1.0
+    x[:, [1, 129]] = 1e-12
+    return x
+
+
 # ---- DeepEP LogFMT-10 -----------------------------------------------------------------
 def deepep_params(
     amax: np.ndarray, amin: np.ndarray

@@ -113,7 +113,8 @@ def sweep_configs(kind: str, op: str) -> tuple[KernelConfig, ...]:
     default = DEFAULT_CONFIGS[(kind, op)]  # the kind's default (a codec's own is in the list)
     if (kind, op) == ("logfmt", "encode"):
         shapes = [(16, 4, 16), (32, 4, 16), (32, 4, 4), (32, 8, 8), (64, 4, 4), (64, 8, 4),
-                  (128, 4, 2), (128, 8, 2)]  # fmt: skip
+                  (128, 4, 2), (128, 8, 2), (32, 4, 2), (64, 4, 1), (64, 8, 2),
+                  (128, 4, 1)]  # fmt: skip
         out = [KernelConfig(block_tiles=bt, num_warps=w, groups=g) for bt, w, g in shapes]
     else:
         pairs = [(8, 2), (8, 4), (16, 4), (16, 8), (32, 4), (32, 8), (64, 4), (64, 8), (64, 16),
@@ -156,6 +157,13 @@ def _shape_args(
     return runtime, const
 
 
+# Compiled kernels by everything their specialization depends on (kernel, codec, shape,
+# launch shape, flags, and each tensor's dtype, device and 16-byte alignment), so that a
+# repeated launch skips Triton's argument binding and cache-key hashing: tens of µs per call
+# on the host, as long as the FP8 encode of 4096 tokens takes on an H200.
+_COMPILED: dict[tuple[Any, ...], Any] = {}
+
+
 def _launch(
     kernel: Any,
     args: tuple[Any, ...],
@@ -170,9 +178,24 @@ def _launch(
     grid = (triton.cdiv(runtime["TOTAL"], cfg.block_tiles * cfg.steps),)
     if kernel is _encode_kernel("logfmt"):
         extra["G"] = cfg.groups
-    kernel[grid](*args, **runtime, **const, **extra, BT=cfg.block_tiles, STEPS=cfg.steps,
-                 num_warps=cfg.num_warps, num_stages=cfg.num_stages,
-                 enable_fp_fusion=False)  # fmt: skip
+    named = {**runtime, **const, **extra, "BT": cfg.block_tiles, "STEPS": cfg.steps}
+    tensors = [a for a in args if isinstance(a, torch.Tensor)]
+    hooks = (triton.knobs.runtime.launch_enter_hook, triton.knobs.runtime.launch_exit_hook)
+    hooked = any(getattr(h, "calls", h) for h in hooks)  # a profiler's: Triton's own path
+    key = (kernel, spec, shape, cfg, tuple(sorted(extra.items())),
+           *((t.dtype, t.device, t.data_ptr() % 16) for t in tensors))  # fmt: skip
+    compiled = _COMPILED.get(key) if tensors[0].is_cuda and not hooked else None
+    if compiled is None:
+        done = kernel[grid](*args, **named, num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+                            enable_fp_fusion=False)  # fmt: skip
+        if tensors[0].is_cuda:
+            _COMPILED[key] = done
+        return
+    values = [*args, *(named.get(p.name, p.default) for p in kernel.params[len(args) :])]
+    run = compiled.run
+    stream = triton.runtime.driver.active.get_current_stream(tensors[0].device.index)
+    run(grid[0], 1, 1, stream, compiled.function, compiled.packed_metadata, None, None, None,
+        *values)  # fmt: skip
 
 
 def _encode_kernel(kind: str) -> Any:
@@ -181,8 +204,12 @@ def _encode_kernel(kind: str) -> Any:
     return triton_logfmt.logfmt_encode_kernel if kind == "logfmt" else triton_fp8.fp8_encode_kernel
 
 
-def encode(spec: CodecSpec, x: torch.Tensor, config: KernelConfig | None = None) -> torch.Tensor:
-    """[T, H] float32 or bfloat16 -> flat uint8 wire; BF16 / DeepEP via torch ops."""
+def encode(
+    spec: CodecSpec, x: torch.Tensor, config: KernelConfig | None = None, *, fast: bool = True
+) -> torch.Tensor:
+    """[T, H] float32 or bfloat16 -> flat uint8 wire; BF16 / DeepEP via torch ops. fast=False
+    runs the previous encoders (FP8: a division per element; LogFMT: the float64 ln for every
+    element) for A/B timing: same bytes."""
     if spec.kind not in KERNEL_KINDS or x.shape[0] == 0:
         return torch_impl.encode(spec, x)
     from collectives.codecs import triton_fp8, triton_logfmt
@@ -194,10 +221,12 @@ def encode(spec: CodecSpec, x: torch.Tensor, config: KernelConfig | None = None)
     if spec.kind == "fp8":
         assert spec.fp8 is not None
         _launch(triton_fp8.fp8_encode_kernel, (x, wire), spec, "encode", (num_tokens, hidden),
-                config, MAXF=spec.fp8.max_finite, POW2=spec.pow2_scale)  # fmt: skip
+                config, MAXF=spec.fp8.max_finite, POW2=spec.pow2_scale, DIVIDE=not fast,
+                EMULATE=x.device.type != "cuda")  # fmt: skip
     else:
         _launch(triton_logfmt.logfmt_encode_kernel, (x, wire, COEF), spec, "encode",
-                (num_tokens, hidden), config)  # fmt: skip
+                (num_tokens, hidden), config, FAST=fast,
+                EMULATE=x.device.type != "cuda")  # fmt: skip
     return wire
 
 

@@ -18,6 +18,7 @@ import triton.language as tl
 from collectives.codecs.spec import FLT_MAX
 from collectives.codecs.triton_common import (
     I_CLAMP,
+    I_INV_LN2,
     I_LN2,
     I_TWO52_PLUS1,
     ONE_F32_BITS,
@@ -32,6 +33,14 @@ from collectives.codecs.triton_common import (
 )
 
 FLT_MAX_C = tl.constexpr(FLT_MAX)
+# Bound on |lg2.approx.ftz.f32(f) - log2(f)| for f in [1, 2) that the encoder's fast path
+# assumes (_levels_fast). Over all 2^23 such f an H200 errs by at most 1.598e-7 (2^-22.58,
+# the PTX manual's 2^-22.6); bench/gpu/codec_gpu.py re-checks it exhaustively on each run.
+LG2_ERR = tl.constexpr(2.0**-22)
+# u + 1.5 * 2^52 rounds u to an integer n, which the low 32 bits then hold (|n| < 2^31).
+ROUND_MAGIC = tl.constexpr(1.5 * 2.0**52)
+# the fast path's bound holds for |u| < 2^31: tiles with ln 2 / s above this go exact
+FAST_MAX_SLOPE = tl.constexpr(65536.0)
 
 
 @triton.jit
@@ -93,6 +102,66 @@ def _tile_folded(step, inv, phi, m, finite, C):  # type: ignore[no-untyped-def]
 
 
 @triton.jit
+def _log2_mantissa(mant, EMULATE: tl.constexpr):  # type: ignore[no-untyped-def]
+    """log2 of float32 mant in [1, 2) within LG2_ERR, as float64: the hardware's
+    lg2.approx (one MUFU instruction; no subnormal inputs, so .ftz) on the GPU. Under the
+    interpreter numpy's log2 (within 2^-24) pushed 0.9 LG2_ERR up or down by the mantissa's
+    last bit, so that the CPU tests see errors of the size the tolerances must absorb."""
+    if EMULATE:
+        push = tl.where((mant.to(tl.int32, bitcast=True) & 1) == 0, 0.9, -0.9) * LG2_ERR
+        return tl.log2(mant).to(tl.float64) + push.to(tl.float64)
+    lg2 = tl.inline_asm_elementwise("lg2.approx.ftz.f32 $0, $1;", "=f,f", [mant],
+                                    dtype=tl.float32, is_pure=True, pack=1)  # fmt: skip
+    return lg2.to(tl.float64)
+
+
+@triton.jit
+def _fast_params(m, inv, phi, mlow, C):  # type: ignore[no-untyped-def]
+    """Per-tile constants of _levels_fast from _tile_folded's (all [BT, 1, 1] float64).
+
+    With lx = log2|x| = e + l (l the log2 of the mantissa in [1, 2)), the reference's
+    u = (ln|x| - m) / s - phi is lx * a - b, a = ln2 / s, b = m / s + phi. lo and hi are
+    -(b +- tau) - 1/2 so that lx * a + lo rounds to floor(u - tau) (hi: u + tau), tau
+    bounding |u' - u| for the fast path's u' (see _levels_fast); the zero cut
+    (ln|x| < m - ln 2) is at lx = z, decided outside z +- zt."""
+    a = coef(C, I_LN2) * inv
+    b = m * inv + phi
+    tau = inv * (coef(C, I_LN2) * LG2_ERR + 1e-12) + 1e-9
+    z = mlow * coef(C, I_INV_LN2)
+    zt = LG2_ERR + 1e-12 * (2.0 + 2.0 * tl.abs(m))
+    return a, -(b + tau) - 0.5, -(b - tau) - 0.5, z - zt, z + zt, a > FAST_MAX_SLOPE
+
+
+@triton.jit
+def _levels_fast(ab, fp, KMAX: tl.constexpr, EMULATE: tl.constexpr):  # type: ignore[no-untyped-def]
+    """(k, near): _levels from a float32 log2 of the mantissa, and which elements it cannot
+    decide (to be redone exactly): k equals _levels' wherever near is False.
+
+    Error budget, in units of u (a level is one unit): lx' = e + l' with |l' - l| <=
+    LG2_ERR (e exact; the sum exact in float64), so |lx' a - lx a| <= LG2_ERR ln2 / s.
+    The float64 steps here and the reference's own (its ln is a 7-term polynomial, within
+    1e-13 of ln; the subtractions and products round at 2^-53 of values below 2^8 / s) stay
+    under 1e-12 / s + 1e-9: tau covers both. Rounding u -+ tau - 1/2 to integers n_lo, n_hi
+    gives floor(u -+ tau) (a tie only where u -+ tau is an integer, which puts that end on
+    the other side of the cut it touches); n_lo == n_hi, or a cut n_hi outside the
+    reference's clip range [0, KMAX - 2], fixes k = clip(n_lo + 2, 1, KMAX). lx' below
+    z - zt (above z + zt) fixes the zero cut. Tiles whose slope a exceeds FAST_MAX_SLOPE
+    (|u| could pass 2^31; there 2 tau < 0.04 keeps n_hi - n_lo <= 1) go exact."""
+    a, lo, hi, zsure, zmaybe, exact = fp
+    keep = ab >= 0x00800000
+    mant = ((ab & 0x7FFFFF) | ONE_F32_BITS).to(tl.float32, bitcast=True)
+    # float64(e) through the bits of 2^52 + 2^29 + e, exactly
+    ed = (((ab >> 23) + ((1 << 29) - 127)).to(tl.int64) | TWO52_BITS).to(tl.float64, bitcast=True)
+    lx = (ed - (2.0**52 + 2.0**29)) + _log2_mantissa(mant, EMULATE)
+    n_lo = (tl.fma(lx, a, lo) + ROUND_MAGIC).to(tl.int64, bitcast=True).to(tl.int32)
+    n_hi = (tl.fma(lx, a, hi) + ROUND_MAGIC).to(tl.int64, bitcast=True).to(tl.int32)
+    zero = (lx < zsure) | ~keep
+    cut = (n_lo != n_hi) & (n_hi.to(tl.uint32, bitcast=True) <= KMAX - 2)
+    near = keep & (cut | ((lx < zmaybe) & ~zero) | exact)
+    return tl.where(zero, 0, tl.minimum(tl.maximum(n_lo + 2, 1), KMAX)), near
+
+
+@triton.jit
 def _pack_store(code, wire_ptr, base, mask, valid, lim, g0, N: tl.constexpr, UNIT: tl.constexpr,  # type: ignore[no-untyped-def]
                 EVEN: tl.constexpr):  # fmt: skip
     """Write [BT, G, 8] n-bit codes of groups g0.. at byte `base` [BT] of each tile's code
@@ -134,17 +203,23 @@ def _pack_store(code, wire_ptr, base, mask, valid, lim, g0, N: tl.constexpr, UNI
 
 
 @triton.jit
-def _encode_groups(x_ptr, wire_ptr, C, row, tile, valid, H, ROW, MB, CODE_BYTES, g0, tp,  # type: ignore[no-untyped-def]
+def _encode_groups(x_ptr, wire_ptr, C, row, tile, valid, H, ROW, MB, CODE_BYTES, g0, tp, fp,  # type: ignore[no-untyped-def]
                    N: tl.constexpr, UNIT: tl.constexpr, BT: tl.constexpr, G: tl.constexpr,
-                   EVEN: tl.constexpr):  # fmt: skip
+                   EVEN: tl.constexpr, FAST: tl.constexpr, EMULATE: tl.constexpr):  # fmt: skip
     """Codes of groups g0 .. g0 + G - 1 of the tile-rows, given the per-tile parameters
-    tp from _tile_folded; written to the wire."""
+    tp from _tile_folded (fp from _fast_params); written to the wire. FAST: levels from
+    _levels_fast, the whole chunk redone exactly when one of its elements is near a cut."""
     KMAX: tl.constexpr = (1 << (N - 1)) - 1
     col, mask = _elements(row, tile, valid, H, g0, BT, G, EVEN)
     xb = tl.load(x_ptr + row[:, None, None] * H + col, mask=mask, other=0.0).to(tl.float32)
     xb = xb.to(tl.int32, bitcast=True)
     m, inv, phi, mlow = tp
-    k = _levels(xb & 0x7FFFFFFF, m, inv, phi, mlow, C, KMAX)
+    if FAST:
+        k, near = _levels_fast(xb & 0x7FFFFFFF, fp, KMAX, EMULATE)
+        if tl.max(near.to(tl.int32)) > 0:
+            k = _levels(xb & 0x7FFFFFFF, m, inv, phi, mlow, C, KMAX)
+    else:
+        k = _levels(xb & 0x7FFFFFFF, m, inv, phi, mlow, C, KMAX)
     code = tl.where((xb < 0) & (k > 0), k | (1 << (N - 1)), k)
     base = row * ROW + MB + tile * (16 * N)
     _pack_store(code, wire_ptr, base, mask, valid, CODE_BYTES - tile * (16 * N), g0, N, UNIT,
@@ -155,7 +230,8 @@ def _encode_groups(x_ptr, wire_ptr, C, row, tile, valid, H, ROW, MB, CODE_BYTES,
 def logfmt_encode_kernel(x_ptr, wire_ptr, C, H, NT, ROW, MB, CODE_BYTES, TOTAL,  # type: ignore[no-untyped-def]
                          N: tl.constexpr, UNIT: tl.constexpr, BT: tl.constexpr,
                          STEPS: tl.constexpr, G: tl.constexpr, EVEN: tl.constexpr,
-                         ALIGNED: tl.constexpr, WIDE: tl.constexpr):  # fmt: skip
+                         ALIGNED: tl.constexpr, WIDE: tl.constexpr, FAST: tl.constexpr = True,
+                         EMULATE: tl.constexpr = False):  # fmt: skip
     """Per block: the tile statistics over whole tile-rows, then the codes in 16/G chunks of
     G groups (a loop kept rolled, so registers hold only a chunk's elements while the
     per-tile float64 work is shared by all 128 elements of a tile-row)."""
@@ -175,9 +251,10 @@ def logfmt_encode_kernel(x_ptr, wire_ptr, C, H, NT, ROW, MB, CODE_BYTES, TOTAL, 
         store_meta(wire_ptr, meta, small, valid, ALIGNED)
         store_meta(wire_ptr, meta + 4, big, valid, ALIGNED)
         tp = _tile_folded(step, inv, phi, m, finite, C)
+        fp = _fast_params(*tp, C)
         for chunk in tl.range(0, 16 // G, loop_unroll_factor=1):
             _encode_groups(x_ptr, wire_ptr, C, row, tile, valid, H, ROW, MB, CODE_BYTES,
-                           chunk * G, tp, N, UNIT, BT, G, EVEN)  # fmt: skip
+                           chunk * G, tp, fp, N, UNIT, BT, G, EVEN, FAST, EMULATE)  # fmt: skip
 
 
 @triton.jit

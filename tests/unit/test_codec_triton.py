@@ -4,8 +4,11 @@ They run under Triton's CPU interpreter (TRITON_INTERPRET=1, which must be set b
 is imported, hence one subprocess for the whole module) on CPU tensors: every codec the
 kernels cover, random shapes (hidden not a multiple of 128 included, which also covers
 unaligned rows and every packing unit), special values, LogFMT values on and beside every
-rounding cut (where any inexact ln would pick the wrong level), every launch shape
-the tuner sweeps, all 256 FP8 codes, and the int64 offset path. Skipped where Triton is missing.
+rounding cut (where any inexact ln would pick the wrong level), FP8 quotients on and beside
+every rounding cut and at the sign-of-zero threshold (where a quotient off by an ulp picks
+the wrong code), LogFMT values just inside the fast path's tolerance (a tolerance half as
+wide fails), the previous (fast=False) encoders, every launch shape the tuner sweeps, all
+256 FP8 codes, and the int64 offset path. Skipped where Triton is missing.
 """
 
 from __future__ import annotations
@@ -62,18 +65,19 @@ def run_checks() -> dict[str, list[str]]:
     import torch
 
     from collectives import codecs
-    from collectives.codecs import ref_logfmt
+    from collectives.codecs import ref, ref_logfmt
     from collectives.codecs import triton_kernels as tk
+    from collectives.codecs.triton_logfmt import LG2_ERR
 
     rng = np.random.default_rng(7)
-    groups = ("random", "special", "configs", "table", "wide", "cuts")
+    groups = ("random", "special", "configs", "table", "wide", "cuts", "tolerance", "previous")
     fails: dict[str, list[str]] = {k: [] for k in groups}
 
-    def check(group: str, name: str, x: torch.Tensor, config=None) -> None:  # type: ignore[no-untyped-def]
+    def check(group: str, name: str, x: torch.Tensor, config=None, fast=True) -> None:  # type: ignore[no-untyped-def]
         spec = codecs.parse(name)
         ref = codecs.get(name, impl="numpy")
         wire = ref.encode(x)
-        got = tk.encode(spec, x, config)
+        got = tk.encode(spec, x, config, fast=fast)
         label = f"{name} {tuple(x.shape)} {x.dtype} {config.label if config else 'default'}"
         if not torch.equal(got, wire):
             fails[group].append(f"{label} encode: {int((got != wire).sum())} bytes differ")
@@ -90,6 +94,14 @@ def run_checks() -> dict[str, list[str]]:
         check("special", name, special[:, :129].bfloat16())
     for bits in (4, 8, 10, 13, 16):
         check("cuts", f"logfmt{bits}", torch.from_numpy(ref_logfmt.cut_input(bits)))
+        for zero in (False, True):
+            x = ref_logfmt.tolerance_input(bits, LG2_ERR.value, zero)
+            check("tolerance", f"logfmt{bits}", torch.from_numpy(x))
+    for name in CODECS[:4]:
+        check("cuts", name, torch.from_numpy(ref.fp8_cut_input(codecs.parse(name), tokens=16)))
+    for name in ("fp8_e4m3", "fp8_e5m2_pow2", "logfmt8", "logfmt10", "logfmt13"):
+        check("previous", name, torch.from_numpy(random_input(rng, 3, 300)), fast=False)
+        check("previous", name, torch.from_numpy(special_input()), fast=False)
     for kind, name in (("fp8", "fp8_e4m3"), ("logfmt", "logfmt10"), ("logfmt", "logfmt8")):
         x = torch.from_numpy(random_input(rng, 3, 1000))
         for op in tk.OPS:
@@ -121,7 +133,9 @@ def failures() -> dict[str, list[str]]:
     return json.loads(line[len("RESULT ") :])  # type: ignore[no-any-return]
 
 
-@pytest.mark.parametrize("group", ["random", "special", "configs", "table", "wide", "cuts"])
+@pytest.mark.parametrize(
+    "group", ["random", "special", "configs", "table", "wide", "cuts", "tolerance", "previous"]
+)
 def test_triton_kernels_match_the_reference_under_the_interpreter(
     failures: dict[str, list[str]], group: str
 ) -> None:

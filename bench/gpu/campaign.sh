@@ -147,6 +147,23 @@ phase8() {
     -o "$OUT/moe-overlap.jsonl" --overwrite
 }
 
+phase9() {
+  say "9: 2 GPUs: nccl-tests loop and epbench compiled loop, alternated, 1-64 KiB"
+  export CUDA_VISIBLE_DEVICES=0,1 NGPU=2
+  bash $B nccltestsbuild >"$OUT/builds.txt" 2>&1
+  local round op
+  for round in 1 2 3; do
+    for op in allreduce alltoall; do
+      echo "--- round $round nccl-tests ${op/allreduce/all_reduce}"
+      NCCL_TEST=${op/allreduce/all_reduce} bash $B nccl_loop_only 2>&1 | grep -E '^ +[0-9]'
+      echo "--- round $round epbench $op"
+      timeout 40 mpirun --allow-run-as-root -x NCCL_NVLS_ENABLE -x PYTHONPATH -np 2 \
+        python3 -m bench run "$op" --backend nccl -b 1K -e 64K -f 4 -d bfloat16 -n 20 -w 5 \
+        -o "$OUT/alt-$round-$op.jsonl" --overwrite 2>&1 | grep -E '^ +[0-9]'
+    done
+  done
+}
+
 for p in "${@:-1 2 3}"; do
   for q in $p; do "phase$q"; done
 done

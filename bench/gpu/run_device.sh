@@ -78,6 +78,13 @@ part_nccltests() {
   done
 }
 
+part_nccl_loop_only() {
+  # One nccl-tests loop run (no graph) at 1-64 KiB of $NCCL_TEST (all_reduce or alltoall)
+  use_nccl_lib
+  "${MPIRUN[@]}" -x LD_LIBRARY_PATH ".device/nccl-tests/build/${NCCL_TEST}_perf" \
+    -b 1K -e 64K -f 4 -d bfloat16 -n 20 -w 5
+}
+
 part_fixtures() {
   # Small real nccl-tests outputs for the analyzer's reader tests (tests/fixtures/nccl).
   section "nccl-tests fixtures"

@@ -51,6 +51,13 @@ def register(sub: Any) -> None:
     xg.add_argument("--generator", default="uniform", help=f"alltoallv: {', '.join(GENERATORS)}")
     xg.add_argument("--skew", type=float, default=1.1, help="alltoallv zipf/distance exponent")
     xg.add_argument("--codec", default="none", help="compress payloads with this codec")
+    xg.add_argument(
+        "--codec-chunks",
+        type=int,
+        default=1,
+        help="alltoall with --codec: pipeline encode, transfer and decode over K chunks "
+        "(separate CUDA streams on GPUs)",
+    )
     moe = run_setup.moe_options()
     if moe is not None:
         moe.add_moe_arguments(p)

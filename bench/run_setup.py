@@ -240,13 +240,15 @@ def build_op(args: argparse.Namespace, nodes: NodeMap) -> Collective:
         raise UsageError(str(exc)) from None
     if op.min_ranks > world:
         raise UsageError(f"{args.op} needs at least {op.min_ranks} ranks; got {world}")
+    if getattr(args, "codec_chunks", 1) != 1 and getattr(args, "codec", "none") == "none":
+        raise UsageError(f"--codec-chunks {args.codec_chunks} needs --codec NAME")
     if getattr(args, "codec", "none") != "none":
         try:
             from collectives.ops.compressed import Compressed
         except ImportError:
             raise UsageError("--codec is not available in this build") from None
         try:
-            op = Compressed(op, args.codec)
+            op = Compressed(op, args.codec, chunks=getattr(args, "codec_chunks", 1))
         except ValueError as exc:
             raise UsageError(str(exc)) from None
     return op

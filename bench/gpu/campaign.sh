@@ -164,6 +164,14 @@ phase9() {
   done
 }
 
+phase10() {
+  say "10: 2 GPUs: pipelined compressed all-to-all; mpi replay under Open MPI"
+  export CUDA_VISIBLE_DEVICES=0,1 NGPU=2
+  timeout 240 bash $B pipelined
+  PIPE_BACKEND=nccl PIPE_CHUNKS=4 timeout 80 bash $B pipelined
+  timeout 60 bash $B mpireplay
+}
+
 for p in "${@:-1 2 3}"; do
   for q in $p; do "phase$q"; done
 done

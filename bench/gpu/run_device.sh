@@ -2,7 +2,8 @@
 # Check and time epbench on a GPU machine in one call, beside nccl-tests built there.
 #
 #   bash bench/gpu/run_device.sh PART...
-#   PART: env nccltestsbuild nccltests fixtures core pyloop loopnoalign transports ncclexp probe timeline
+#   PART: env nccltestsbuild nccltests fixtures core pyloop pipelined mpireplay loopnoalign
+#         transports ncclexp probe timeline
 #         codecs compressed moe deepepbuild deepep pack
 #
 # nccl-tests' source is expected, unpacked, in .device/nccl-tests and DeepEP's (V1, e.g.
@@ -169,6 +170,32 @@ for line in open(sys.argv[1]):
             ("encode_median_s", "transfer_median_s", "decode_median_s")))
         break
 EOF2
+  done
+}
+
+part_pipelined() {
+  # Compressed all-to-all of 4096 tokens x 7168 per rank: BF16, then each codec unpipelined
+  # and over K chunks (encode | transfer | decode on three streams).
+  local codec k
+  for codec in none fp8_e4m3 logfmt8 logfmt10; do
+    for k in 1 ${PIPE_CHUNKS:-2 4 8}; do
+      [ "$codec" = none ] && [ "$k" != 1 ] && continue
+      section "compressed alltoall $codec, $k chunks"
+      local extra=()
+      [ "$codec" != none ] && extra=(--codec "$codec" --codec-chunks "$k")
+      python3 -m bench run alltoall --backend "${PIPE_BACKEND:-torch-nccl}" --np "$NGPU" \
+        -b 56M -e 56M -d bfloat16 "${extra[@]}" -n 20 -w 5 \
+        -o "$OUT/pipe-$codec-$k.jsonl" --overwrite 2>&1 | grep -E '^ +[0-9]|rror'
+    done
+  done
+}
+
+part_mpireplay() {
+  # The mpi backend's compiled replay (-G) under Open MPI (pointer handles), host buffers.
+  for op in alltoall allreduce pingpong; do
+    section "epbench $op mpi -G (Open MPI)"
+    "${MPIRUN[@]}" python3 -m bench run "$op" --backend mpi --mpi-buffer numpy -b 1K -e 64K -f 8 \
+      -n 50 -w 5 -G 1 2>&1 | grep -E '^ +[0-9]|graph|rror|replay'
   done
 }
 

@@ -22,6 +22,7 @@ import torch
 
 from collectives import codecs
 from collectives.backends.base import Comm
+from collectives.ops import compressed_pipeline as pipe
 from collectives.ops.base import Buffers, Collective, Sizes, elem_bytes, ring_matrix
 
 LAYOUTS = ("alltoall", "allgather")
@@ -57,7 +58,7 @@ def on_comm_stream(comm: Comm, after_transfer: bool = False) -> Iterator[None]:
     """Run codec kernels where the collective runs: on the backend's stream when it exposes
     one (`comm.stream`, ordered with the collective); otherwise wait for the collective
     first (`after_transfer`) and, on CUDA, for the kernels before leaving."""
-    stream = getattr(comm, "stream", None)
+    stream = pipe.torch_stream(comm)  # torch's or CuPy's stream of the communicator
     if stream is not None:
         with torch.cuda.stream(stream):
             yield
@@ -73,7 +74,13 @@ class Compressed(Collective):
     """A base alltoall / allgather moving codec-compressed tokens."""
 
     def __init__(
-        self, base: Collective, codec_name: str, *, hidden: int = DEFAULT_HIDDEN, impl: str = "auto"
+        self,
+        base: Collective,
+        codec_name: str,
+        *,
+        hidden: int = DEFAULT_HIDDEN,
+        impl: str = "auto",
+        chunks: int = 1,
     ) -> None:
         if base.name not in LAYOUTS:
             raise ValueError(
@@ -81,6 +88,12 @@ class Compressed(Collective):
             )
         if hidden < 1:
             raise ValueError(f"hidden {hidden} must be >= 1")
+        if chunks < 1 or (chunks > 1 and base.name != "alltoall"):
+            raise ValueError(
+                f"--codec-chunks {chunks}: must be >= 1, and above 1 only for alltoall "
+                f"(not {base.name})"
+            )
+        self.chunks = chunks
         super().__init__(seed=base.seed)
         self.base = base
         self.name = base.name  # type: ignore[misc]
@@ -107,6 +120,8 @@ class Compressed(Collective):
         if dtype not in PAYLOAD_DTYPES:
             raise ValueError(f"--codec needs -d bfloat16 or float32, not {dtype}")
         sent, received = self.tokens(size_bytes, dtype, world)
+        if self.chunks > 1:
+            pipe.chunk_bounds(sent // world, self.chunks)  # every chunk holds a token per peer
         send, recv = sent * self.hidden, received * self.hidden
         count = send if self.name == "alltoall" else recv
         return Sizes(
@@ -138,6 +153,11 @@ class Compressed(Collective):
         wire_send = comm.empty(self.codec.wire_bytes(sent, self.hidden), "uint8")
         wire_recv = comm.empty(self.codec.wire_bytes(received, self.hidden), "uint8")
         state = {"sent": sent, "received": received, "wire_send": wire_send, "decoded": None}
+        if self.chunks > 1:
+            x_t = as_torch(send, dtype).view(sent, self.hidden)
+            bounds = pipe.chunk_bounds(sent // comm.world, self.chunks)
+            chunked = pipe.chunk_major(x_t, comm.world, bounds)
+            state["pipeline"] = pipe.Pipeline(comm, self.codec, self.hidden, chunked)
         return Buffers(sizes=s, dtype=dtype, send=send, recv=wire_recv, state=state)
 
     def _encode(self, bufs: Buffers) -> Any:
@@ -159,6 +179,10 @@ class Compressed(Collective):
         return self.codec.decode(as_torch(bufs.recv), bufs.state["received"], self.hidden)
 
     def run(self, comm: Comm, bufs: Buffers) -> None:
+        pipeline = bufs.state.get("pipeline")
+        if pipeline is not None:
+            pipeline.run()
+            return
         with on_comm_stream(comm):
             wire = self._encode(bufs)
         self._transfer(comm, wire, bufs)
@@ -181,6 +205,9 @@ class Compressed(Collective):
     def check(self, comm: Comm, bufs: Buffers) -> int:
         comm.synchronize()
         got = bufs.state["decoded"]
+        pipeline = bufs.state.get("pipeline")
+        if pipeline is not None and pipeline.decoded:
+            got = pipe.natural_order(pipeline.decoded, comm.world)
         if got is None:
             return int(bufs.sizes.recv_count)
         want = self.expected(comm, bufs)
@@ -222,6 +249,7 @@ class Compressed(Collective):
             **times,
             **medians,
             "phases_sum_median_s": sum(medians.values()),
+            "pipeline_chunks": self.chunks,
         }
 
     def byte_counts(

@@ -18,6 +18,7 @@ pytestmark = pytest.mark.dist
 
 CASES = (
     ("alltoall", "logfmt8", "bfloat16"),
+    ("alltoall", "fp8_e4m3:3", "bfloat16"),  # pipelined over 3 chunks (codec:chunks)
     ("alltoall", "fp8_e4m3", "float32"),
     ("alltoall", "deepep_logfmt10", "bfloat16"),
     ("allgather", "logfmt10", "bfloat16"),
@@ -46,16 +47,23 @@ def run_rank() -> int:
     comm = create(backend, launch)
     world = comm.world
     report = {}
-    for base, codec, dtype in CASES:
-        op = Compressed(ops.get(base, seed=3), codec, hidden=HIDDEN, impl=IMPL)
+    for base, name, dtype in CASES:
+        codec, _, chunks = name.partition(":")
+        op = Compressed(ops.get(base, seed=3), codec, hidden=HIDDEN, impl=IMPL,
+                        chunks=int(chunks or 1))  # fmt: skip
         bufs = op.make_inputs(comm, 3 * world * HIDDEN * 4, dtype)
         op.run(comm, bufs)
         clean = sum(comm.gather_object(op.check(comm, bufs)))
-        bufs.recv[len(bufs.recv) - 1] ^= 0x5A  # corrupt the last code byte on every rank
-        bufs.state["decoded"] = op._decode(bufs)
+        pipeline = bufs.state.get("pipeline")
+        if pipeline is None:
+            bufs.recv[len(bufs.recv) - 1] ^= 0x5A  # corrupt the last code byte on every rank
+            bufs.state["decoded"] = op._decode(bufs)
+        else:  # the same in the last chunk's received bytes
+            pipeline.recvs[-1][len(pipeline.recvs[-1]) - 1] ^= 0x5A
+            pipeline.decoded[-1] = pipeline._decode(len(pipeline.recvs) - 1)
         planted = sum(comm.gather_object(op.check(comm, bufs)))
         extra = op.extra(comm, bufs, 3)
-        report[f"{base}/{codec}/{dtype}"] = {"clean": clean, "planted": planted, "extra": extra}
+        report[f"{base}/{name}/{dtype}"] = {"clean": clean, "planted": planted, "extra": extra}
     if comm.rank == 0:
         print(json.dumps(report))
     comm.close()
@@ -95,6 +103,8 @@ def check_report(report: dict) -> None:  # type: ignore[type-arg]
         assert extra["logical_bytes_sent"] == tokens * HIDDEN * 2
         if "logfmt8" in case:
             assert extra["wire_bytes_sent"] == tokens * (HIDDEN + 3 * 8)
+        if ":3" in case:
+            assert extra["pipeline_chunks"] == 3
         if "deepep" in case:
             assert extra["sent_bytes_variable"] <= extra["wire_bytes_sent"]
 

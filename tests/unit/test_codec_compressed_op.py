@@ -46,3 +46,31 @@ def test_mistakes_name_the_value(
 def test_payload_is_a_function_of_seed_and_rank() -> None:
     a, b = payload_tokens(1, 0, 4, 64), payload_tokens(1, 0, 4, 64)
     assert np.array_equal(a, b) and not np.array_equal(a, payload_tokens(1, 1, 4, 64))
+
+
+def test_chunks_cut_every_peer_block_and_come_back_in_sender_order() -> None:
+    import torch
+
+    from collectives.ops import compressed_pipeline as pipe
+
+    assert pipe.chunk_bounds(7, 3) == [(0, 3), (3, 5), (5, 7)]
+    world, per_block, hidden = 3, 7, 4
+    x = torch.arange(world * per_block * hidden, dtype=torch.float32).view(-1, hidden)
+    chunks = pipe.chunk_major(x, world, pipe.chunk_bounds(per_block, 3))
+    assert [c.shape[0] for c in chunks] == [9, 6, 6] and all(c.is_contiguous() for c in chunks)
+    # chunk 1 is rows 3..4 of each peer's block, peer after peer
+    assert chunks[1][:, 0].tolist() == [r * hidden for r in (3, 4, 10, 11, 17, 18)]
+    assert torch.equal(pipe.natural_order(chunks, world), x)
+
+
+@pytest.mark.parametrize(
+    ("base", "chunks", "size", "message"),
+    [
+        ("alltoall", 5, 4 * 3 * 256 * 2, "need 1 to 3 chunks"),  # 3 tokens per peer
+        ("alltoall", 0, 4 * 3 * 256 * 2, "must be >= 1"),
+        ("allgather", 2, 4 * 3 * 256 * 2, "only for alltoall"),
+    ],
+)
+def test_chunk_mistakes_name_the_value(base: str, chunks: int, size: int, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Compressed(ops.get(base), "fp8_e4m3", hidden=256, chunks=chunks).sizes(size, "bfloat16", 4)

@@ -60,6 +60,11 @@ def parse_args() -> argparse.Namespace:
         help="calls per timed sample (back to back; > 1 hides launch overhead)",
     )
     p.add_argument(
+        "--host-costs",
+        action="store_true",
+        help="print the host's time per call of each step of a Triton encode (no timing)",
+    )
+    p.add_argument(
         "--graph",
         action="store_true",
         help="replay the --loop calls from a CUDA graph: kernel time without the host's",
@@ -146,9 +151,12 @@ def timed(fn, repeats: int, loop: int = 1, graph: bool = False) -> float:  # typ
     """Median seconds of fn() over CUDA events (after two warm-up calls); with loop > 1 a
     sample is `loop` back-to-back calls (divided by loop), so the host's launch cost
     overlaps the previous call's kernel instead of adding to it; with graph, those calls
-    are captured once and replayed from a CUDA graph (no host work per call at all)."""
+    are captured once and replayed from a CUDA graph (no host work per call at all). The
+    GPU is kept busy for 0.2 s between the warm-up (which may compile for seconds, letting
+    the clocks drop) and the samples."""
     fn()
     fn()
+    throughput.warm_up_clocks(0.2)
 
     def many() -> None:
         for _ in range(loop):
@@ -160,17 +168,21 @@ def timed(fn, repeats: int, loop: int = 1, graph: bool = False) -> float:  # typ
         with torch.cuda.graph(cuda_graph):
             many()
         run = cuda_graph.replay
+        throughput.warm_up_clocks(0.2)
     return statistics.median(throughput.timed(run, torch.device("cuda"), repeats)) / loop
 
 
 def encoders(name: str, impl: str, ab: bool) -> list[tuple[str, object]]:  # type: ignore[type-arg]
-    """(label, encode function) to time: the codec's, and with `ab` the previous Triton
-    encoder (same bytes) as 'triton-prev'."""
+    """(label, encode function) to time: the codec's, and with `ab` the other Triton encoder
+    (same bytes): 'triton-prev' (encode(fast=False)) where the new one is the default,
+    'triton-fast' where the previous one still is (triton_kernels.PREVIOUS_BY_DEFAULT)."""
     codec = codecs.get(name, impl=impl)
     out: list[tuple[str, object]] = [(impl, codec.encode)]
     spec = codecs.parse(name)
     if ab and impl == "triton" and spec.kind in triton_kernels.KERNEL_KINDS:
-        out.append(("triton-prev", lambda x: triton_kernels.encode(spec, x, fast=False)))
+        fast = name in triton_kernels.PREVIOUS_BY_DEFAULT
+        label = "triton-fast" if fast else "triton-prev"
+        out.append((label, lambda x: triton_kernels.encode(spec, x, fast=fast)))
     return out
 
 
@@ -187,7 +199,7 @@ def bandwidth(args: argparse.Namespace, tokens: int, hidden: int) -> list[dict]:
         for impl, encode in (
             e for i in impls(args.bench_impls) for e in encoders(name, i, args.ab)
         ):
-            codec = codecs.get(name, impl=impl.removesuffix("-prev"))
+            codec = codecs.get(name, impl=impl.split("-")[0])
             wire = codec.encode(x)
             enc_s = timed(lambda f=encode: f(x), args.repeats, args.loop, args.graph)  # type: ignore[operator]
             dec_s = timed(lambda c=codec, w=wire: c.decode(w, tokens, hidden), args.repeats,
@@ -205,6 +217,35 @@ def bandwidth(args: argparse.Namespace, tokens: int, hidden: int) -> list[dict]:
             })  # fmt: skip
             print_row(rows[-1])
     return rows
+
+
+def host_costs(tokens: int, hidden: int) -> dict[str, float]:
+    """Host microseconds per call (1000 calls, no synchronisation inside) of a device copy,
+    an empty wire allocation, Triton's encode of FP8 and LogFMT-8, and the same through a
+    Codec object: where a single encode call's time beyond its kernel goes."""
+    import time
+
+    x = torch.randn(tokens, hidden, device="cuda").to(torch.bfloat16)
+    dst = torch.empty_like(x)
+    fp8, lf8 = codecs.parse("fp8_e4m3"), codecs.parse("logfmt8")
+    steps = {
+        "copy_": lambda: dst.copy_(x),
+        "torch.empty(wire)": lambda: torch.empty(x.numel() * 2, dtype=torch.uint8, device="cuda"),
+        "triton_kernels.encode fp8_e4m3": lambda: triton_kernels.encode(fp8, x),
+        "triton_kernels.encode logfmt8": lambda: triton_kernels.encode(lf8, x),
+        "Codec.encode fp8_e4m3": lambda: codecs.get("fp8_e4m3", impl="triton").encode(x),
+    }
+    out = {}
+    for label, fn in steps.items():
+        fn()
+        torch.cuda.synchronize()
+        began = time.perf_counter()
+        for _ in range(1000):
+            fn()
+        out[label] = (time.perf_counter() - began) * 1e3
+        torch.cuda.synchronize()
+        print(f"host {label:32s} {out[label]:7.1f} us per call", flush=True)
+    return out
 
 
 def print_identity(r: dict) -> None:  # type: ignore[type-arg]
@@ -250,6 +291,7 @@ def main() -> int:
         print("codec_gpu.py: no CUDA device visible", file=sys.stderr)
         return 2
     hw = {} if args.skip_check else hardware_checks()
+    host = host_costs(4096, 7168) if args.host_costs else {}
     check = [] if args.skip_check else check_identity(random_inputs() + special_inputs())
     throughput.warm_up_clocks()
     print_header()
@@ -262,8 +304,8 @@ def main() -> int:
              "triton": getattr(triton_kernels.triton, "__version__", None), "dtype": args.dtype,
              "nic_gbps_projected": NIC_GBPS}  # fmt: skip
     facts.update(loop=args.loop, graph=args.graph)
-    args.out.write_text(json.dumps({"facts": facts, "hardware": hw, "identity": check,
-                                    "bandwidth": bench}, indent=1))  # fmt: skip
+    args.out.write_text(json.dumps({"facts": facts, "hardware": hw, "host_us": host,
+                                    "identity": check, "bandwidth": bench}, indent=1))  # fmt: skip
     mismatches = sum(r["wrong_wire_bytes"] + r["wrong_decoded"] for r in check)
     mismatches += int(hw.get("fp8_e4m3_cvt_mismatches", 0) + hw.get("fp8_e5m2_cvt_mismatches", 0))
     if hw.get("lg2_max_error", 0.0) >= hw.get("lg2_error_bound", 1.0):

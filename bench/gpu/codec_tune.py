@@ -50,9 +50,11 @@ def parse_args() -> argparse.Namespace:
 
 def timed(fn, repeats: int, loop: int = 1) -> list[float]:  # type: ignore[no-untyped-def]
     """Seconds per call of fn() (CUDA events), one sample per `loop` back-to-back calls,
-    `repeats` samples, after 3 warm-up calls."""
+    `repeats` samples, after 3 warm-up calls (which may compile: then 0.2 s of copies bring
+    the clocks back up)."""
     for _ in range(3):
         fn()
+    throughput.warm_up_clocks(0.2)
 
     def many() -> None:
         for _ in range(loop):

@@ -102,9 +102,16 @@ DEFAULT_CONFIGS: dict[tuple[str, str], KernelConfig] = {
     ("fp8", "encode"): KernelConfig(block_tiles=16, num_warps=4),
     ("fp8", "decode"): KernelConfig(block_tiles=16, num_warps=4),
     ("logfmt", "encode"): KernelConfig(block_tiles=64, num_warps=4, groups=2),
-    ("logfmt10", "encode"): KernelConfig(block_tiles=16, num_warps=4),
     ("logfmt", "decode"): KernelConfig(block_tiles=8, num_warps=2),
 }
+# The previous encoders' (encode(fast=False)) own best shapes where they differ.
+PREVIOUS_CONFIGS: dict[tuple[str, str], KernelConfig] = {
+    ("logfmt10", "encode"): KernelConfig(block_tiles=16, num_warps=4),
+}
+# Codecs whose encode keeps the previous kernel unless fast=True is asked for: LogFMT-10's
+# fast path was not faster on an H200 (its best shape, whole tiles, 847 against 833 us at
+# 16384 tokens; every other shape slower: docs/BENCHMARKS.md §3).
+PREVIOUS_BY_DEFAULT = frozenset({"logfmt10"})
 
 
 def sweep_configs(kind: str, op: str) -> tuple[KernelConfig, ...]:
@@ -124,9 +131,11 @@ def sweep_configs(kind: str, op: str) -> tuple[KernelConfig, ...]:
     return (default, *(c for c in out if c != default))
 
 
-def default_config(spec: CodecSpec, op: str) -> KernelConfig:
+def default_config(spec: CodecSpec, op: str, fast: bool = True) -> KernelConfig:
     if (spec.kind, op) not in DEFAULT_CONFIGS:
         raise ValueError(f"no Triton kernel for {spec.name} {op}; kernels cover {KERNEL_KINDS}")
+    if not fast and (spec.name, op) in PREVIOUS_CONFIGS:
+        return PREVIOUS_CONFIGS[(spec.name, op)]
     return DEFAULT_CONFIGS.get((spec.name, op), DEFAULT_CONFIGS[(spec.kind, op)])
 
 
@@ -171,9 +180,10 @@ def _launch(
     op: str,
     shape: tuple[int, int],
     config: KernelConfig | None,
+    fast: bool = True,
     **extra: float,
 ) -> None:
-    cfg = config or default_config(spec, op)
+    cfg = config or default_config(spec, op, fast)
     runtime, const = _shape_args(spec, *shape)
     grid = (triton.cdiv(runtime["TOTAL"], cfg.block_tiles * cfg.steps),)
     if kernel is _encode_kernel("logfmt"):
@@ -205,11 +215,18 @@ def _encode_kernel(kind: str) -> Any:
 
 
 def encode(
-    spec: CodecSpec, x: torch.Tensor, config: KernelConfig | None = None, *, fast: bool = True
+    spec: CodecSpec,
+    x: torch.Tensor,
+    config: KernelConfig | None = None,
+    *,
+    fast: bool | None = None,
 ) -> torch.Tensor:
     """[T, H] float32 or bfloat16 -> flat uint8 wire; BF16 / DeepEP via torch ops. fast=False
     runs the previous encoders (FP8: a division per element; LogFMT: the float64 ln for every
-    element) for A/B timing: same bytes."""
+    element), fast=True the new ones, None each codec's default (PREVIOUS_BY_DEFAULT): the
+    same bytes either way."""
+    if fast is None:
+        fast = spec.name not in PREVIOUS_BY_DEFAULT
     if spec.kind not in KERNEL_KINDS or x.shape[0] == 0:
         return torch_impl.encode(spec, x)
     from collectives.codecs import triton_fp8, triton_logfmt
@@ -221,11 +238,11 @@ def encode(
     if spec.kind == "fp8":
         assert spec.fp8 is not None
         _launch(triton_fp8.fp8_encode_kernel, (x, wire), spec, "encode", (num_tokens, hidden),
-                config, MAXF=spec.fp8.max_finite, POW2=spec.pow2_scale, DIVIDE=not fast,
+                config, fast, MAXF=spec.fp8.max_finite, POW2=spec.pow2_scale, DIVIDE=not fast,
                 EMULATE=x.device.type != "cuda")  # fmt: skip
     else:
         _launch(triton_logfmt.logfmt_encode_kernel, (x, wire, COEF), spec, "encode",
-                (num_tokens, hidden), config, FAST=fast,
+                (num_tokens, hidden), config, fast, FAST=fast,
                 EMULATE=x.device.type != "cuda")  # fmt: skip
     return wire
 
@@ -250,5 +267,6 @@ def decode(spec: CodecSpec, wire: torch.Tensor, num_tokens: int, hidden: int,
     return out
 
 
-__all__ = ["DEFAULT_CONFIGS", "KernelConfig", "available", "decode", "default_config", "encode",
-           "sweep_configs", "triton"]  # fmt: skip
+__all__ = ["DEFAULT_CONFIGS", "PREVIOUS_BY_DEFAULT", "PREVIOUS_CONFIGS", "KernelConfig",
+           "available", "decode", "default_config", "encode", "sweep_configs",
+           "triton"]  # fmt: skip

@@ -175,12 +175,12 @@ def timed(fn, repeats: int, loop: int = 1, graph: bool = False) -> float:  # typ
 def encoders(name: str, impl: str, ab: bool) -> list[tuple[str, object]]:  # type: ignore[type-arg]
     """(label, encode function) to time: the codec's, and with `ab` the other Triton encoder
     (same bytes): 'triton-prev' (encode(fast=False)) where the new one is the default,
-    'triton-fast' where the previous one still is (triton_kernels.PREVIOUS_BY_DEFAULT)."""
+    'triton-fast' where the previous one still is (triton_kernels.default_fast)."""
     codec = codecs.get(name, impl=impl)
     out: list[tuple[str, object]] = [(impl, codec.encode)]
     spec = codecs.parse(name)
     if ab and impl == "triton" and spec.kind in triton_kernels.KERNEL_KINDS:
-        fast = name in triton_kernels.PREVIOUS_BY_DEFAULT
+        fast = not triton_kernels.default_fast(spec)
         label = "triton-fast" if fast else "triton-prev"
         out.append((label, lambda x: triton_kernels.encode(spec, x, fast=fast)))
     return out

@@ -102,16 +102,20 @@ DEFAULT_CONFIGS: dict[tuple[str, str], KernelConfig] = {
     ("fp8", "encode"): KernelConfig(block_tiles=16, num_warps=4),
     ("fp8", "decode"): KernelConfig(block_tiles=16, num_warps=4),
     ("logfmt", "encode"): KernelConfig(block_tiles=64, num_warps=4, groups=2),
+    ("logfmt10", "encode"): KernelConfig(block_tiles=16, num_warps=4),
     ("logfmt", "decode"): KernelConfig(block_tiles=8, num_warps=2),
 }
-# The previous encoders' (encode(fast=False)) own best shapes where they differ.
-PREVIOUS_CONFIGS: dict[tuple[str, str], KernelConfig] = {
-    ("logfmt10", "encode"): KernelConfig(block_tiles=16, num_warps=4),
-}
-# Codecs whose encode keeps the previous kernel unless fast=True is asked for: LogFMT-10's
-# fast path was not faster on an H200 (its best shape, whole tiles, 847 against 833 us at
-# 16384 tokens; every other shape slower: docs/BENCHMARKS.md §3).
-PREVIOUS_BY_DEFAULT = frozenset({"logfmt10"})
+# LogFMT widths whose encode takes the fast path unless fast=False is asked for: only those
+# measured faster on an H200 (LogFMT-8: 1.42x). LogFMT-10's was not faster at any shape
+# tried (bt16: 847 against 833 us at 16384 tokens; bt64 g2: 1128 against ~1115), so its
+# cost is elsewhere (the 10-bit packing, the per-tile chain); the other widths are
+# unmeasured (docs/BENCHMARKS.md §3). FP8's fast encoder is the default everywhere.
+FAST_LOGFMT = frozenset({"logfmt8"})
+
+
+def default_fast(spec: CodecSpec) -> bool:
+    """Whether encode(spec, x) takes the new (fast) encoder by default."""
+    return spec.kind == "fp8" or spec.name in FAST_LOGFMT
 
 
 def sweep_configs(kind: str, op: str) -> tuple[KernelConfig, ...]:
@@ -131,11 +135,9 @@ def sweep_configs(kind: str, op: str) -> tuple[KernelConfig, ...]:
     return (default, *(c for c in out if c != default))
 
 
-def default_config(spec: CodecSpec, op: str, fast: bool = True) -> KernelConfig:
+def default_config(spec: CodecSpec, op: str) -> KernelConfig:
     if (spec.kind, op) not in DEFAULT_CONFIGS:
         raise ValueError(f"no Triton kernel for {spec.name} {op}; kernels cover {KERNEL_KINDS}")
-    if not fast and (spec.name, op) in PREVIOUS_CONFIGS:
-        return PREVIOUS_CONFIGS[(spec.name, op)]
     return DEFAULT_CONFIGS.get((spec.name, op), DEFAULT_CONFIGS[(spec.kind, op)])
 
 
@@ -180,10 +182,9 @@ def _launch(
     op: str,
     shape: tuple[int, int],
     config: KernelConfig | None,
-    fast: bool = True,
     **extra: float,
 ) -> None:
-    cfg = config or default_config(spec, op, fast)
+    cfg = config or default_config(spec, op)
     runtime, const = _shape_args(spec, *shape)
     grid = (triton.cdiv(runtime["TOTAL"], cfg.block_tiles * cfg.steps),)
     if kernel is _encode_kernel("logfmt"):
@@ -223,10 +224,10 @@ def encode(
 ) -> torch.Tensor:
     """[T, H] float32 or bfloat16 -> flat uint8 wire; BF16 / DeepEP via torch ops. fast=False
     runs the previous encoders (FP8: a division per element; LogFMT: the float64 ln for every
-    element), fast=True the new ones, None each codec's default (PREVIOUS_BY_DEFAULT): the
-    same bytes either way."""
+    element), fast=True the new ones, None each codec's default (default_fast): the same
+    bytes either way."""
     if fast is None:
-        fast = spec.name not in PREVIOUS_BY_DEFAULT
+        fast = default_fast(spec)
     if spec.kind not in KERNEL_KINDS or x.shape[0] == 0:
         return torch_impl.encode(spec, x)
     from collectives.codecs import triton_fp8, triton_logfmt
@@ -238,11 +239,11 @@ def encode(
     if spec.kind == "fp8":
         assert spec.fp8 is not None
         _launch(triton_fp8.fp8_encode_kernel, (x, wire), spec, "encode", (num_tokens, hidden),
-                config, fast, MAXF=spec.fp8.max_finite, POW2=spec.pow2_scale, DIVIDE=not fast,
+                config, MAXF=spec.fp8.max_finite, POW2=spec.pow2_scale, DIVIDE=not fast,
                 EMULATE=x.device.type != "cuda")  # fmt: skip
     else:
         _launch(triton_logfmt.logfmt_encode_kernel, (x, wire, COEF), spec, "encode",
-                (num_tokens, hidden), config, fast, FAST=fast,
+                (num_tokens, hidden), config, FAST=fast,
                 EMULATE=x.device.type != "cuda")  # fmt: skip
     return wire
 
@@ -267,6 +268,6 @@ def decode(spec: CodecSpec, wire: torch.Tensor, num_tokens: int, hidden: int,
     return out
 
 
-__all__ = ["DEFAULT_CONFIGS", "PREVIOUS_BY_DEFAULT", "PREVIOUS_CONFIGS", "KernelConfig",
-           "available", "decode", "default_config", "encode", "sweep_configs",
+__all__ = ["DEFAULT_CONFIGS", "FAST_LOGFMT", "KernelConfig", "available",
+           "decode", "default_config", "default_fast", "encode", "sweep_configs",
            "triton"]  # fmt: skip

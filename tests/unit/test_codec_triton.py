@@ -152,3 +152,11 @@ def test_the_sweep_and_the_defaults_are_valid_launch_shapes() -> None:
             assert len({c.label for c in configs}) == len(configs)
     with pytest.raises(ValueError, match="block_tiles"):
         tk.KernelConfig(block_tiles=12)
+
+
+def test_fast_encoders_are_the_default_only_where_measured_faster() -> None:
+    from collectives import codecs
+    from collectives.codecs import triton_kernels as tk
+
+    fast = {name for name in CODECS if tk.default_fast(codecs.parse(name))}
+    assert fast == {"fp8_e4m3", "fp8_e5m2", "fp8_e4m3_pow2", "fp8_e5m2_pow2", "logfmt8"}

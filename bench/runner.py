@@ -171,10 +171,9 @@ class PointRunner:
     def _compiled_loop(self, bufs: Buffers, n: int) -> Callable[[], None] | None:
         """The backend's compiled loop of the op's recorded calls (warmed: compiled and run
         once), or None: not asked for, not offered, or the op does more than communicate."""
-        repeat = getattr(self.comm, "repeat", None)
-        if not (self.timing.compiled_loop and repeat and self.op.communication_only):
+        if not (self.timing.compiled_loop and self.op.communication_only):
             return None
-        issue: Callable[[], None] | None = repeat(lambda: self.op.run(self.comm, bufs), n)
+        issue = self.comm.repeat(lambda: self.op.run(self.comm, bufs), n)
         if issue is not None:
             issue()
             self.comm.synchronize()

@@ -183,6 +183,12 @@ class Comm(Protocol):
         """Capture `num_iters` calls of `fn` into a replayable graph; None if unsupported."""
         ...
 
+    def repeat(self, fn: Callable[[], None], num_iters: int) -> Callable[[], None] | None:
+        """A function issuing `num_iters` calls of `fn` from compiled code (the backend's
+        calls recorded once, as nccl-tests' C loop issues them), or None: loops are then
+        issued from Python. Only for `fn` that does nothing but call this comm."""
+        ...
+
     def gather_object(self, obj: Any) -> list[Any]:
         """All-gather a small picklable host object (metadata, config hashes, timings)."""
         ...

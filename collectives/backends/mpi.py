@@ -330,6 +330,10 @@ class MpiComm:
     def timer(self) -> calls.HostTimer:
         return calls.HostTimer()
 
+    def repeat(self, fn: Callable[[], None], num_iters: int) -> Callable[[], None] | None:
+        """None: loops are issued from Python (the mpi backend's compiled replay is `-G`)."""
+        return None
+
     def capture(self, fn: Callable[[], None], num_iters: int) -> Callable[[], None] | None:
         """Record the MPI calls one fn() makes (running it once) and return a function that
         makes them `num_iters` times from compiled code (mpi_native.py); None when a call

@@ -219,6 +219,10 @@ class TorchComm:
             return CudaEventTimer(self.stream)
         return calls.HostTimer()
 
+    def repeat(self, fn: Callable[[], None], num_iters: int) -> Callable[[], None] | None:
+        """None: c10d is called from Python, which is what this backend measures."""
+        return None
+
     def capture(self, fn: Callable[[], None], num_iters: int) -> Callable[[], None] | None:
         if self.stream is None:
             return None

@@ -60,7 +60,7 @@ def block(
     host.append(time.perf_counter_ns())
     total_s = timer.elapsed_s()[0]
     host.append(time.perf_counter_ns())
-    begin = timer._pool[-2]  # elapsed_s handed the (begin, end) pair back last
+    begin = timer.last_pair[0]
     ms = cupy.cuda.get_elapsed_time
     ends = [ms(begin, e) * 1e3 for e in events[:iters]]
     return {

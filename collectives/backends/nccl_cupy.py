@@ -50,6 +50,7 @@ class CudaEventTimer:
         self._pairs: list[tuple[Any, Any]] = []
         self._times: list[float] = []
         self._begin: Any = None
+        self.last_pair: tuple[Any, Any] | None = None
         self._reserve(reserve)
 
     def _reserve(self, count: int) -> None:
@@ -70,6 +71,8 @@ class CudaEventTimer:
         self._stream.synchronize()
         elapsed = self._cupy.cuda.get_elapsed_time
         self._times += [elapsed(a, b) / 1e3 for a, b in self._pairs]
+        if self._pairs:
+            self.last_pair = self._pairs[-1]  # (begin, end), valid until the pool reuses them
         for pair in self._pairs:
             self._pool.extend(pair)
         self._pairs = []

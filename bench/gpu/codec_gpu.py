@@ -15,6 +15,13 @@
    tokens takes on a 50 GB/s NIC (projected) — [P] reports 50-100% for its fused LogFMT.
 Prints a compact table and writes everything as JSON to --out. Needs torch, numpy and
 (optionally) triton only.
+
+With --ab the other Triton encoders of each codec are timed beside its default (same
+bytes; each is identity-checked too): the previous or fast LogFMT/FP8 encoder, and the
+LogFMT tile_once encoders ('triton-once' with fast levels, 'triton-once-exact' without),
+also at every --once-configs launch shape. --profile CODEC:VARIANT[@SHAPE] only runs that
+encoder a few times at the first --sizes size, for ncu (bench/gpu/codec_profile.sh);
+--dry-run stops before the first CUDA call.
 """
 
 from __future__ import annotations
@@ -23,8 +30,10 @@ import argparse
 import json
 import pathlib
 import platform
+import re
 import statistics
 import sys
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -42,7 +51,7 @@ CHECK_CODECS = ("bf16", "fp8_e4m3", "fp8_e4m3_pow2", "fp8_e5m2", "logfmt4", "log
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", type=pathlib.Path, required=True, help="JSON results file")
+    p.add_argument("--out", type=pathlib.Path, help="JSON results file (needed unless --profile)")
     p.add_argument("--sizes", default="4096x7168,1024x7168,16384x7168,4096x4096,4096x2048,128x7168")
     p.add_argument("--codecs", default="fp8_e4m3,logfmt8,logfmt10,fp8_e4m3_pow2,logfmt4,bf16")
     p.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16")
@@ -51,7 +60,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument(
         "--ab",
         action="store_true",
-        help="also time the previous Triton encoders (impl 'triton-prev')",
+        help="also time the other Triton encoders: previous or fast, and LogFMT's tile_once",
     )
     p.add_argument(
         "--loop",
@@ -70,11 +79,69 @@ def parse_args() -> argparse.Namespace:
         help="replay the --loop calls from a CUDA graph: kernel time without the host's",
     )
     p.add_argument(
+        "--once-configs",
+        default="",
+        help="with --ab, launch shapes (KernelConfig labels: bt64w4g2,...) at which the "
+        "tile_once LogFMT encoders are timed besides the codec's default shape",
+    )
+    p.add_argument(
+        "--profile",
+        metavar="CODEC:VARIANT[@SHAPE]",
+        help=f"only run this encoder --profile-calls times (variants: {', '.join(VARIANTS)})",
+    )
+    p.add_argument("--profile-calls", type=int, default=3)
+    p.add_argument("--dry-run", action="store_true", help="stop before the first CUDA call")
+    p.add_argument(
         "--bench-impls",
         default="triton,torch",
         help="implementations to time (the torch-ops path is 30-150x slower)",
     )
-    return p.parse_args()
+    args = p.parse_args()
+    try:
+        args.once_shapes = [parse_config(c) for c in args.once_configs.split(",") if c]
+        args.profiled = parse_profile(args.profile) if args.profile else None
+    except ValueError as err:
+        p.error(str(err))
+    if args.out is None and not (args.profile or args.dry_run):
+        p.error("--out is required (unless --profile or --dry-run)")
+    return args
+
+
+def parse_config(label: str) -> triton_kernels.KernelConfig:
+    """KernelConfig from its label (bt64s1w4p1g2; s, w, p and g may be left out)."""
+    found = re.fullmatch(r"bt(\d+)(?:s(\d+))?(?:w(\d+))?(?:p(\d+))?(?:g(\d+))?", label)
+    if found is None:
+        raise ValueError(f"bad launch shape {label!r}: expected e.g. bt64w4g2")
+    bt, steps, warps, stages, groups = (None if v is None else int(v) for v in found.groups())
+    return triton_kernels.KernelConfig(block_tiles=bt or 1, steps=steps or 1,
+                                       num_warps=warps or 4, num_stages=stages or 1,
+                                       groups=groups or 16)  # fmt: skip
+
+
+# Triton encoders by variant name: (fast, tile_once); fast None = the codec's default.
+VARIANTS = {"default": (None, False), "prev": (False, False), "fast": (True, False),
+            "once": (True, True), "once-exact": (False, True)}  # fmt: skip
+
+
+def parse_profile(text: str) -> tuple[str, str, triton_kernels.KernelConfig | None]:
+    """(codec, variant, launch shape or None) of --profile CODEC:VARIANT[@SHAPE]."""
+    name, _, rest = text.partition(":")
+    variant, _, shape = (rest or "default").partition("@")
+    spec = codecs.parse(name)
+    if variant not in VARIANTS or (VARIANTS[variant][1] and spec.kind != "logfmt"):
+        raise ValueError(f"--profile {text}: variant {variant!r} is not one of "
+                         f"{', '.join(VARIANTS)} (once* for LogFMT only)")  # fmt: skip
+    if spec.kind not in triton_kernels.KERNEL_KINDS:
+        raise ValueError(f"--profile {text}: {name} has no Triton encoder")
+    return name, variant, parse_config(shape) if shape else None
+
+
+def variant_encoder(name: str, variant: str, config: triton_kernels.KernelConfig | None = None
+                    ) -> Callable[[torch.Tensor], torch.Tensor]:  # fmt: skip
+    """x -> wire through triton_kernels.encode with the variant's flags."""
+    spec = codecs.parse(name)
+    fast, once = VARIANTS[variant]
+    return lambda x: triton_kernels.encode(spec, x, config, fast=fast, tile_once=once)
 
 
 def impls(wanted: str = "triton,torch") -> list[str]:
@@ -144,6 +211,14 @@ def check_identity(inputs: list[torch.Tensor]) -> list[dict]:  # type: ignore[ty
             rows.append({"codec": name, "impl": impl, "wrong_wire_bytes": bad_wire,
                          "wrong_decoded": bad_dec})  # fmt: skip
             print_identity(rows[-1])
+        if "triton" in impls() and codecs.parse(name).kind == "logfmt":
+            for variant in ("once", "once-exact"):
+                encode = variant_encoder(name, variant)
+                bad = sum(int((encode(x.cuda()).cpu() != wire).sum())
+                          for x, wire in zip(inputs, wires, strict=True))  # fmt: skip
+                rows.append({"codec": name, "impl": f"triton-{variant}", "wrong_wire_bytes": bad,
+                             "wrong_decoded": 0})  # fmt: skip
+                print_identity(rows[-1])
     return rows
 
 
@@ -172,17 +247,24 @@ def timed(fn, repeats: int, loop: int = 1, graph: bool = False) -> float:  # typ
     return statistics.median(throughput.timed(run, torch.device("cuda"), repeats)) / loop
 
 
-def encoders(name: str, impl: str, ab: bool) -> list[tuple[str, object]]:  # type: ignore[type-arg]
-    """(label, encode function) to time: the codec's, and with `ab` the other Triton encoder
+def encoders(name: str, impl: str, ab: bool,
+             once_shapes: tuple[triton_kernels.KernelConfig, ...] = ()) -> list[tuple[str, object]]:  # type: ignore[type-arg]  # fmt: skip
+    """(label, encode function) to time: the codec's, and with `ab` the other Triton encoders
     (same bytes): 'triton-prev' (encode(fast=False)) where the new one is the default,
-    'triton-fast' where the previous one still is (triton_kernels.default_fast)."""
+    'triton-fast' where the previous one still is (triton_kernels.default_fast); for LogFMT
+    'triton-once' and 'triton-once-exact' (tile_once, fast and exact levels) at the default
+    launch shape and at each of `once_shapes` ('triton-once@bt64s1w4p1g2')."""
     codec = codecs.get(name, impl=impl)
     out: list[tuple[str, object]] = [(impl, codec.encode)]
     spec = codecs.parse(name)
     if ab and impl == "triton" and spec.kind in triton_kernels.KERNEL_KINDS:
-        fast = not triton_kernels.default_fast(spec)
-        label = "triton-fast" if fast else "triton-prev"
-        out.append((label, lambda x: triton_kernels.encode(spec, x, fast=fast)))
+        other = "fast" if not triton_kernels.default_fast(spec) else "prev"
+        out.append((f"triton-{other}", variant_encoder(name, other)))
+    if ab and impl == "triton" and spec.kind == "logfmt":
+        for config in (None, *once_shapes):
+            at = f"@{config.label}" if config else ""
+            out += [(f"triton-{v}{at}", variant_encoder(name, v, config))
+                    for v in ("once", "once-exact")]  # fmt: skip
     return out
 
 
@@ -195,15 +277,19 @@ def bandwidth(args: argparse.Namespace, tokens: int, hidden: int) -> list[dict]:
     copy_gbps = 2 * in_bytes / copy_s / 1e9
     bf16_nic_s = tokens * hidden * 2 / (NIC_GBPS * 1e9)
     rows = []
+    decode_s: dict[tuple[str, str], float] = {}  # every variant's wire decodes alike
     for name in args.codecs.split(","):
         for impl, encode in (
-            e for i in impls(args.bench_impls) for e in encoders(name, i, args.ab)
+            e for i in impls(args.bench_impls) for e in encoders(name, i, args.ab, args.once_shapes)
         ):
             codec = codecs.get(name, impl=impl.split("-")[0])
             wire = codec.encode(x)
             enc_s = timed(lambda f=encode: f(x), args.repeats, args.loop, args.graph)  # type: ignore[operator]
-            dec_s = timed(lambda c=codec, w=wire: c.decode(w, tokens, hidden), args.repeats,
-                          args.loop, args.graph)  # fmt: skip
+            key = (name, impl.split("-")[0])
+            if key not in decode_s:
+                decode_s[key] = timed(lambda c=codec, w=wire: c.decode(w, tokens, hidden),
+                                      args.repeats, args.loop, args.graph)  # fmt: skip
+            dec_s = decode_s[key]
             enc_gbps = (in_bytes + wire.numel()) / enc_s / 1e9
             dec_gbps = (wire.numel() + x.numel() * 4) / dec_s / 1e9
             rows.append({
@@ -250,12 +336,12 @@ def host_costs(tokens: int, hidden: int) -> dict[str, float]:
 
 def print_identity(r: dict) -> None:  # type: ignore[type-arg]
     ok = "ok" if r["wrong_wire_bytes"] == r["wrong_decoded"] == 0 else "MISMATCH"
-    print(f"identity {r['codec']:16s} {r['impl']:7s} wire {r['wrong_wire_bytes']:6d} "
+    print(f"identity {r['codec']:16s} {r['impl']:31s} wire {r['wrong_wire_bytes']:6d} "
           f"decoded {r['wrong_decoded']:6d}  {ok}", flush=True)  # fmt: skip
 
 
 def print_header() -> None:
-    print(f"{'codec':16s} {'impl':7s} {'tokens':>6s} {'hidden':>6s} {'copy GB/s':>9s} "
+    print(f"{'codec':16s} {'impl':31s} {'tokens':>6s} {'hidden':>6s} {'copy GB/s':>9s} "
           f"{'enc GB/s':>8s} {'enc/copy':>8s} {'dec GB/s':>8s} {'dec/copy':>8s} "
           f"{'enc us':>8s} {'dec us':>8s} {'(e+d)/NIC':>9s} target", flush=True)  # fmt: skip
 
@@ -266,7 +352,7 @@ def print_row(r: dict) -> None:  # type: ignore[type-arg]
     if target is not None:
         met = min(r["encode_vs_copy"], r["decode_vs_copy"]) >= target
         verdict = f">={target:.0%} {'met' if met else 'MISSED'}"
-    print(f"{r['codec']:16s} {r['impl']:7s} {r['tokens']:6d} {r['hidden']:6d} "
+    print(f"{r['codec']:16s} {r['impl']:31s} {r['tokens']:6d} {r['hidden']:6d} "
           f"{r['copy_rw_gbps']:9.0f} {r['encode_rw_gbps']:8.0f} {r['encode_vs_copy']:8.2f} "
           f"{r['decode_rw_gbps']:8.0f} {r['decode_vs_copy']:8.2f} {r['encode_s'] * 1e6:8.1f} "
           f"{r['decode_s'] * 1e6:8.1f} {r['codec_over_bf16_nic_transfer']:9.3f} "
@@ -285,11 +371,38 @@ def hardware_checks() -> dict[str, float]:
     return facts
 
 
+def profile(args: argparse.Namespace) -> int:
+    """Run one encoder --profile-calls times on a fresh bf16/fp32 input of the first --sizes
+    size (the first call compiles); nothing is checked or timed: ncu picks the launches."""
+    name, variant, config = args.profiled
+    tokens, hidden = (int(v) for v in args.sizes.split(",")[0].split("x"))
+    encode = variant_encoder(name, variant, config)
+    shape = config.label if config else "default shape"
+    print(f"profile: {name} {variant} ({shape}) {tokens}x{hidden} {args.dtype}, "
+          f"{args.profile_calls} calls", flush=True)  # fmt: skip
+    if args.dry_run:
+        return 0
+    x = (torch.randn(tokens, hidden, device="cuda") * 0.5).to(getattr(torch, args.dtype))
+    for _ in range(args.profile_calls):
+        encode(x)
+    torch.cuda.synchronize()
+    return 0
+
+
 def main() -> int:
     args = parse_args()
+    if args.profiled is not None and args.dry_run:
+        return profile(args)
+    if args.dry_run:  # the encoders --ab would time, by label
+        for name in args.codecs.split(","):
+            labels = [label for label, _ in encoders(name, "triton", args.ab, args.once_shapes)]
+            print(f"{name}: {' '.join(labels)}")
+        return 0
     if not torch.cuda.is_available():
         print("codec_gpu.py: no CUDA device visible", file=sys.stderr)
         return 2
+    if args.profiled is not None:
+        return profile(args)
     hw = {} if args.skip_check else hardware_checks()
     host = host_costs(4096, 7168) if args.host_costs else {}
     check = [] if args.skip_check else check_identity(random_inputs() + special_inputs())

@@ -45,6 +45,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=25, help="timed samples per shape (>= 20)")
     p.add_argument("--ops", default="encode,decode", help="kernels to sweep")
     p.add_argument("--loop", type=int, default=1, help="back-to-back calls per sample")
+    p.add_argument(
+        "--once",
+        action="store_true",
+        help="LogFMT encode: sweep the tile_once encoder (an experiment) instead of the default",
+    )
     return p.parse_args()
 
 
@@ -63,12 +68,12 @@ def timed(fn, repeats: int, loop: int = 1) -> list[float]:  # type: ignore[no-un
     return [t / loop for t in throughput.timed(many, torch.device("cuda"), repeats)]
 
 
-def reference_ok(name: str, x: torch.Tensor, config: tk.KernelConfig) -> bool:
+def reference_ok(name: str, x: torch.Tensor, config: tk.KernelConfig, once: bool = False) -> bool:
     """The shape's encode and decode of the first tokens equal the numpy reference."""
     spec, ref = codecs.parse(name), codecs.get(name, impl="numpy")
     part = x[:CHECK_TOKENS]
     wire = ref.encode(part.cpu())
-    if not torch.equal(tk.encode(spec, part, config).cpu(), wire):
+    if not torch.equal(tk.encode(spec, part, config, tile_once=once).cpu(), wire):
         return False
     want = ref.decode(wire, *part.shape).view(torch.int32)
     got = tk.decode(spec, wire.cuda(), *part.shape, config).cpu().view(torch.int32)
@@ -76,12 +81,14 @@ def reference_ok(name: str, x: torch.Tensor, config: tk.KernelConfig) -> bool:
 
 
 def sweep_op(name: str, op: str, x: torch.Tensor, wire: torch.Tensor, repeats: int,
-             loop: int) -> list[dict]:  # type: ignore[type-arg]  # fmt: skip
-    """Rows for every launch shape of one kernel on input x (and its default-shape wire)."""
+             loop: int, once: bool = False) -> list[dict]:  # type: ignore[type-arg]  # fmt: skip
+    """Rows for every launch shape of one kernel on input x (and its default-shape wire);
+    `once`: LogFMT encode through the tile_once encoder."""
     spec = codecs.parse(name)
     tokens, hidden = x.shape
+    once = once and spec.kind == "logfmt" and op == "encode"
     if op == "encode":
-        run = lambda c: tk.encode(spec, x, c)  # noqa: E731
+        run = lambda c: tk.encode(spec, x, c, tile_once=once)  # noqa: E731
         moved = x.numel() * x.element_size() + wire.numel()
     else:
         run = lambda c: tk.decode(spec, wire, tokens, hidden, c)  # noqa: E731
@@ -91,10 +98,11 @@ def sweep_op(name: str, op: str, x: torch.Tensor, wire: torch.Tensor, repeats: i
     for config in tk.sweep_configs(spec.kind, op):
         got = run(config)
         same = torch.equal(got.view(torch.uint8), default.view(torch.uint8))
-        ok = same and reference_ok(name, x, config)
+        same = same and (op == "decode" or torch.equal(got, wire))
+        ok = same and reference_ok(name, x, config, once)
         samples = timed(lambda c=config: run(c), repeats, loop) if ok else []
         median = statistics.median(samples) if samples else float("nan")
-        rows.append({"codec": name, "op": op, "tokens": tokens, "hidden": hidden,
+        rows.append({"codec": name, "op": op, "once": once, "tokens": tokens, "hidden": hidden,
                      "config": config.label, "is_default": config == tk.default_config(spec, op),
                      "identical": ok, "bytes_moved": moved, "samples_s": samples,
                      "median_s": median, "rw_gbps": moved / median / 1e9})  # fmt: skip
@@ -116,7 +124,7 @@ def sweep_size(
     for name in args.codecs.split(","):
         wire = tk.encode(codecs.parse(name), x)
         for op in args.ops.split(","):
-            rows += sweep_op(name, op, x, wire, args.repeats, args.loop)
+            rows += sweep_op(name, op, x, wire, args.repeats, args.loop, args.once)
     for r in rows:
         r["dtype"] = dtype
         r["copy_rw_gbps"] = copy_gbps

@@ -1,7 +1,8 @@
 """Triton kernels for FP8 and LogFMT-n on CUDA: one pass over the input to encode, one pass
 over the wire to decode, bit-identical to the numpy reference (kernels in triton_fp8.py and
-triton_logfmt.py, shared pieces in triton_common.py; BF16 and DeepEP's LogFMT-10 use the
-torch-ops path). With TRITON_INTERPRET=1 the same kernels run on CPU tensors, which is
+triton_logfmt.py, shared pieces in triton_common.py, an opt-in LogFMT encoder that forms
+the per-tile parameters once per tile in triton_logfmt_once.py; BF16 and DeepEP's LogFMT-10
+use the torch-ops path). With TRITON_INTERPRET=1 the same kernels run on CPU tensors, which is
 how CI proves identity; bench/gpu/codec_gpu.py checks it on GPUs and bench/gpu/codec_tune.py
 sweeps the launch table below.
 
@@ -187,7 +188,7 @@ def _launch(
     cfg = config or default_config(spec, op)
     runtime, const = _shape_args(spec, *shape)
     grid = (triton.cdiv(runtime["TOTAL"], cfg.block_tiles * cfg.steps),)
-    if kernel is _encode_kernel("logfmt"):
+    if "G" in kernel.arg_names:  # the LogFMT encoders
         extra["G"] = cfg.groups
     named = {**runtime, **const, **extra, "BT": cfg.block_tiles, "STEPS": cfg.steps}
     tensors = [a for a in args if isinstance(a, torch.Tensor)]
@@ -209,28 +210,26 @@ def _launch(
         *values)  # fmt: skip
 
 
-def _encode_kernel(kind: str) -> Any:
-    from collectives.codecs import triton_fp8, triton_logfmt
-
-    return triton_logfmt.logfmt_encode_kernel if kind == "logfmt" else triton_fp8.fp8_encode_kernel
-
-
 def encode(
     spec: CodecSpec,
     x: torch.Tensor,
     config: KernelConfig | None = None,
     *,
     fast: bool | None = None,
+    tile_once: bool = False,
 ) -> torch.Tensor:
     """[T, H] float32 or bfloat16 -> flat uint8 wire; BF16 / DeepEP via torch ops. fast=False
     runs the previous encoders (FP8: a division per element; LogFMT: the float64 ln for every
-    element), fast=True the new ones, None each codec's default (default_fast): the same
-    bytes either way."""
+    element), fast=True the new ones, None each codec's default (default_fast); tile_once
+    (LogFMT only; an experiment, not yet timed on a GPU) forms the per-tile parameters once
+    per tile (triton_logfmt_once.py) around either. The same bytes in every case."""
     if fast is None:
         fast = default_fast(spec)
+    if tile_once and spec.kind != "logfmt":
+        raise ValueError(f"tile_once is a LogFMT encoder variant; {spec.name} has none")
     if spec.kind not in KERNEL_KINDS or x.shape[0] == 0:
         return torch_impl.encode(spec, x)
-    from collectives.codecs import triton_fp8, triton_logfmt
+    from collectives.codecs import triton_fp8, triton_logfmt, triton_logfmt_once
     from collectives.codecs.triton_common import COEF
 
     x = x.contiguous()
@@ -240,6 +239,12 @@ def encode(
         assert spec.fp8 is not None
         _launch(triton_fp8.fp8_encode_kernel, (x, wire), spec, "encode", (num_tokens, hidden),
                 config, MAXF=spec.fp8.max_finite, POW2=spec.pow2_scale, DIVIDE=not fast,
+                EMULATE=x.device.type != "cuda")  # fmt: skip
+    elif tile_once:
+        side = torch.empty(num_tokens * num_tiles(hidden) * triton_logfmt_once.SLOTS.value,
+                           dtype=torch.float64, device=x.device)  # fmt: skip
+        _launch(triton_logfmt_once.logfmt_encode_once_kernel, (x, wire, side, COEF), spec,
+                "encode", (num_tokens, hidden), config, FAST=fast,
                 EMULATE=x.device.type != "cuda")  # fmt: skip
     else:
         _launch(triton_logfmt.logfmt_encode_kernel, (x, wire, COEF), spec, "encode",

@@ -54,6 +54,18 @@ def _elements(row, tile, valid, H, g0, BT: tl.constexpr, G: tl.constexpr, EVEN: 
 
 
 @triton.jit
+def _tile_stats(x_ptr, row, tile, valid, H, BT: tl.constexpr, EVEN: tl.constexpr):  # type: ignore[no-untyped-def]
+    """[BT] int32 bits of each tile-row's max |x| (NaN/Inf included) and of its min non-zero
+    |x| after subnormals are flushed (0x7F800000 when there is none)."""
+    col, mask = _elements(row, tile, valid, H, 0, BT, 16, EVEN)
+    x = tl.load(x_ptr + row[:, None, None] * H + col, mask=mask, other=0.0).to(tl.float32)
+    ab = x.to(tl.int32, bitcast=True) & 0x7FFFFFFF
+    top = tl.max(tl.max(ab, axis=2), axis=1)
+    ab = tl.where(ab >= 0x00800000, ab, 0)
+    return top, tl.min(tl.min(tl.where(ab > 0, ab, 0x7F800000), axis=2), axis=1)
+
+
+@triton.jit
 def _tile_params(small, big, C, KMAX: tl.constexpr):  # type: ignore[no-untyped-def]
     """ref_logfmt.logfmt_step per tile: (step s, 1/s or 1, cut offset phi, m or 0)."""
     step = (big.to(tl.float64) - small.to(tl.float64)) / (KMAX - 1.0)
@@ -74,6 +86,20 @@ def _tile_meta(top, low, finite, C):  # type: ignore[no-untyped-def]
     small = tl.maximum(lnlow, big.to(tl.float64) - coef(C, I_CLAMP)).to(tl.float32)
     small = tl.where(finite, tl.where(zero, 0.0, small), float("nan"))
     return small, tl.where(finite, tl.where(zero, 0.0, big), float("nan"))
+
+
+@triton.jit
+def _tile_chain(wire_ptr, C, top, low, row, tile, valid, ROW, KMAX: tl.constexpr,  # type: ignore[no-untyped-def]
+                ALIGNED: tl.constexpr):  # fmt: skip
+    """The per-tile float64 chain from _tile_stats' bits: m and M stored on the wire, and
+    (m as float32, s, 1/s or 1, phi, m or 0, finite)."""
+    finite = top < 0x7F800000
+    small, big = _tile_meta(tl.where(top >= 0x00800000, top, 0), low, finite, C)
+    step, inv, phi, m = _tile_params(small, big, C, KMAX)
+    meta = row * ROW + tile * 8
+    store_meta(wire_ptr, meta, small, valid, ALIGNED)
+    store_meta(wire_ptr, meta + 4, big, valid, ALIGNED)
+    return small, step, inv, phi, m, finite
 
 
 @triton.jit
@@ -238,18 +264,9 @@ def logfmt_encode_kernel(x_ptr, wire_ptr, C, H, NT, ROW, MB, CODE_BYTES, TOTAL, 
     KMAX: tl.constexpr = (1 << (N - 1)) - 1
     for step_i in range(STEPS):
         row, tile, valid = tile_rows(tl.program_id(0) * STEPS + step_i, NT, TOTAL, BT, WIDE)
-        col, mask = _elements(row, tile, valid, H, 0, BT, 16, EVEN)
-        x = tl.load(x_ptr + row[:, None, None] * H + col, mask=mask, other=0.0).to(tl.float32)
-        ab = x.to(tl.int32, bitcast=True) & 0x7FFFFFFF
-        top = tl.max(tl.max(ab, axis=2), axis=1)
-        finite = top < 0x7F800000
-        ab = tl.where(ab >= 0x00800000, ab, 0)
-        low = tl.min(tl.min(tl.where(ab > 0, ab, 0x7F800000), axis=2), axis=1)
-        small, big = _tile_meta(tl.where(top >= 0x00800000, top, 0), low, finite, C)
-        step, inv, phi, m = _tile_params(small, big, C, KMAX)
-        meta = row * ROW + tile * 8
-        store_meta(wire_ptr, meta, small, valid, ALIGNED)
-        store_meta(wire_ptr, meta + 4, big, valid, ALIGNED)
+        top, low = _tile_stats(x_ptr, row, tile, valid, H, BT, EVEN)
+        _, step, inv, phi, m, finite = _tile_chain(wire_ptr, C, top, low, row, tile, valid, ROW,
+                                                   KMAX, ALIGNED)  # fmt: skip
         tp = _tile_folded(step, inv, phi, m, finite, C)
         fp = _fast_params(*tp, C)
         for chunk in tl.range(0, 16 // G, loop_unroll_factor=1):

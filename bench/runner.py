@@ -183,7 +183,7 @@ class PointRunner:
         # As nccl-tests' -G: the graph holds -n ops and each block launches it -G times
         # back to back, so a launch's fixed cost is shared by n x G ops, not charged to n.
         n, launches = self.timing.num_iters, self.timing.graph_iters
-        if getattr(self.comm, "capture_records_calls", False) and not self.op.communication_only:
+        if self.comm.capture_records_calls and not self.op.communication_only:
             return None  # a recording replays the op's calls, not the other work it does
         replay = self.comm.capture(lambda: self.op.run(self.comm, bufs), n)
         if replay is None:

@@ -20,16 +20,22 @@ export OUT=${OUT:-/tmp/epbench-device} PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTH
 mkdir -p "$OUT"
 say() { echo; echo "##### $* ($(date +%T))"; }
 
+# Codec identity + bandwidth, then the launch-shape sweep, on GPU 3 in the background, output
+# in $OUT/codecs.txt: codecs_gpu3 CHECK_TIMEOUT TUNE_TIMEOUT (the caller waits on $!).
+codecs_gpu3() {
+  ( export CUDA_VISIBLE_DEVICES=3
+    timeout "$1" python3 bench/gpu/codec_gpu.py --out "$OUT/codecs.json" \
+      --sizes 4096x7168,16384x7168 --codecs fp8_e4m3,logfmt8,logfmt10,bf16 --repeats 20
+    timeout "$2" python3 bench/gpu/codec_tune.py --out "$OUT/codec-tune.json"
+  ) >"$OUT/codecs.txt" 2>&1 &
+}
+
 phase1() {
   say "1: builds (CPU) | codecs on GPU 3 | MoE and DeepEP on GPUs 0-1"
   bash $B env
   bash $B nccltestsbuild deepepbuild >"$OUT/builds.txt" 2>&1 &
   local builds=$! codecs
-  ( export CUDA_VISIBLE_DEVICES=3
-    timeout 120 python3 bench/gpu/codec_gpu.py --out "$OUT/codecs.json" \
-      --sizes 4096x7168,16384x7168 --codecs fp8_e4m3,logfmt8,logfmt10,bf16 --repeats 20
-    timeout 150 python3 bench/gpu/codec_tune.py --out "$OUT/codec-tune.json"
-  ) >"$OUT/codecs.txt" 2>&1 &
+  codecs_gpu3 120 150
   codecs=$!
   CUDA_VISIBLE_DEVICES=0,1 NGPU=2 MOE_TIMEOUT=170 bash $B moe
   wait $builds; tail -4 "$OUT/builds.txt"
@@ -55,11 +61,7 @@ phase3() {
 phase4() {
   say "4: codec identity and launch-shape sweep on GPU 3 | loop timeline, small sizes (GPUs 0-1)"
   bash $B env
-  ( export CUDA_VISIBLE_DEVICES=3
-    timeout 100 python3 bench/gpu/codec_gpu.py --out "$OUT/codecs.json" \
-      --sizes 4096x7168,16384x7168 --codecs fp8_e4m3,logfmt8,logfmt10,bf16 --repeats 20
-    timeout 330 python3 bench/gpu/codec_tune.py --out "$OUT/codec-tune.json"
-  ) >"$OUT/codecs.txt" 2>&1 &
+  codecs_gpu3 100 330
   local codecs=$!
   bash $B nccltestsbuild >"$OUT/builds.txt" 2>&1 &
   local builds=$!
@@ -87,11 +89,7 @@ phase5() {
 phase6() {
   say "6: codecs on GPU 3 | nccl vs nccl-tests <= 1 MiB, compressed (GPUs 0-1); then MoE 4 GPUs"
   bash $B env
-  ( export CUDA_VISIBLE_DEVICES=3
-    timeout 100 python3 bench/gpu/codec_gpu.py --out "$OUT/codecs.json" \
-      --sizes 4096x7168,16384x7168 --codecs fp8_e4m3,logfmt8,logfmt10,bf16 --repeats 20
-    timeout 300 python3 bench/gpu/codec_tune.py --out "$OUT/codec-tune.json"
-  ) >"$OUT/codecs.txt" 2>&1 &
+  codecs_gpu3 100 300
   local codecs=$!
   ( export CUDA_VISIBLE_DEVICES=0,1 NGPU=2
     SIZES_ARGS="-b 1K -e 1M -f 4" CORE_BACKENDS=nccl timeout 200 bash $B nccltests core

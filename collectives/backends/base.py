@@ -133,6 +133,9 @@ class Comm(Protocol):
     node: int
     num_nodes: int
     device: str
+    capture_records_calls: bool
+    """True when `capture` records the backend's calls rather than a CUDA graph (mpi): it
+    then fits only ops whose run is nothing but calls on this comm."""
 
     def facts(self) -> dict[str, Any]:
         """Library versions and settings this communicator runs with (for provenance)."""

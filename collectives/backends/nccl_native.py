@@ -110,20 +110,20 @@ def _compile(functions: list[Any]) -> Any:
         for _ in range(num_iters):
             for i in range(kinds.size):
                 k, a = kinds[i], args[i]
-                if k == 0:
+                if k == ALL_REDUCE:
                     rc = all_reduce(a[0], a[1], a[2], np.int32(a[3]), np.int32(a[4]), a[5], a[6])
-                elif k == 1:
+                elif k == REDUCE_SCATTER:
                     op = np.int32(a[4])
                     rc = reduce_scatter(a[0], a[1], a[2], np.int32(a[3]), op, a[5], a[6])
-                elif k == 2:
+                elif k == ALL_GATHER:
                     rc = all_gather(a[0], a[1], a[2], np.int32(a[3]), a[4], a[5])
-                elif k == 3:
+                elif k == ALL_TO_ALL:
                     rc = all_to_all(a[0], a[1], a[2], np.int32(a[3]), a[4], a[5])
-                elif k == 4:
+                elif k == SEND:
                     rc = send(a[0], a[1], np.int32(a[2]), np.int32(a[3]), a[4], a[5])
-                elif k == 5:
+                elif k == RECV:
                     rc = recv(a[0], a[1], np.int32(a[2]), np.int32(a[3]), a[4], a[5])
-                elif k == 6:
+                elif k == GROUP_START:
                     rc = start()
                     depth += 1
                 else:

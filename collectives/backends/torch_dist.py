@@ -81,6 +81,7 @@ class TorchComm:
 
     def __init__(self, launch: LaunchInfo, backend: str, group: Any = None) -> None:
         self.backend = backend
+        self.capture_records_calls = False
         self._launch = launch
         self._group = group
         self.rank = dist.get_rank(group) if group is not None else launch.rank

@@ -157,17 +157,26 @@ class Compressed(Collective):
             x_t = as_torch(send, dtype).view(sent, self.hidden)
             bounds = pipe.chunk_bounds(sent // comm.world, self.chunks)
             chunked = pipe.chunk_major(x_t, comm.world, bounds)
-            state["pipeline"] = pipe.Pipeline(comm, self.codec, self.hidden, chunked)
+            state["pipeline"] = pipe.Pipeline(
+                comm, chunked, self._encode_into, self._decode_rows, self.codec_wire_bytes
+            )
         return Buffers(sizes=s, dtype=dtype, send=send, recv=wire_recv, state=state)
 
     def _encode(self, bufs: Buffers) -> Any:
         x = as_torch(bufs.send, bufs.dtype).view(bufs.state["sent"], self.hidden)
+        return self._encode_into(x, bufs.state["wire_send"])
+
+    def _encode_into(self, x: torch.Tensor, send: Any) -> Any:
+        """The wire bytes of tokens `x` as the communicator sends them: the codec's own
+        tensor where the backend takes torch tensors, else copied into its buffer `send`."""
         wire = self.codec.encode(x)
-        send = bufs.state["wire_send"]
         if isinstance(send, torch.Tensor):
             return wire
         as_torch(send).copy_(wire)
         return send
+
+    def codec_wire_bytes(self, num_tokens: int) -> int:
+        return int(self.codec.wire_bytes(num_tokens, self.hidden))
 
     def _transfer(self, comm: Comm, wire: Any, bufs: Buffers) -> None:
         if self.name == "alltoall":
@@ -176,7 +185,10 @@ class Compressed(Collective):
             comm.all_gather(bufs.recv, wire)
 
     def _decode(self, bufs: Buffers) -> torch.Tensor:
-        return self.codec.decode(as_torch(bufs.recv), bufs.state["received"], self.hidden)
+        return self._decode_rows(bufs.recv, bufs.state["received"])
+
+    def _decode_rows(self, recv: Any, num_tokens: int) -> torch.Tensor:
+        return self.codec.decode(as_torch(recv), num_tokens, self.hidden)
 
     def run(self, comm: Comm, bufs: Buffers) -> None:
         pipeline = bufs.state.get("pipeline")

@@ -25,6 +25,7 @@ puts them back in sender order for the check, outside the timed region.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -75,14 +76,23 @@ def torch_stream(comm: Comm) -> torch.cuda.Stream | None:
 
 
 class Pipeline:
-    """Buffers, streams and events of one pipelined compressed all-to-all; `run` is timed."""
+    """Buffers, streams and events of one pipelined compressed all-to-all; `run` is timed.
+    The codec comes in as `encode_into(x, send_buffer) -> wire`, `decode_rows(recv_buffer,
+    num_tokens) -> tokens` and `wire_bytes(num_tokens)` (collectives/ops/compressed.py)."""
 
-    def __init__(self, comm: Comm, codec: Any, hidden: int, chunks: list[torch.Tensor]) -> None:
-        self.comm, self.codec, self.hidden, self.chunks = comm, codec, hidden, chunks
-        rows = [chunk.shape[0] for chunk in chunks]
-        self.sends = [comm.empty(codec.wire_bytes(n, hidden), "uint8") for n in rows]
-        self.recvs = [comm.empty(codec.wire_bytes(n, hidden), "uint8") for n in rows]
-        self.rows = rows
+    def __init__(
+        self,
+        comm: Comm,
+        chunks: list[torch.Tensor],
+        encode_into: Callable[[torch.Tensor, Any], Any],
+        decode_rows: Callable[[Any, int], torch.Tensor],
+        wire_bytes: Callable[[int], int],
+    ) -> None:
+        self.comm, self.chunks = comm, chunks
+        self.encode_into, self.decode_rows = encode_into, decode_rows
+        self.rows = [chunk.shape[0] for chunk in chunks]
+        self.sends = [comm.empty(wire_bytes(n), "uint8") for n in self.rows]
+        self.recvs = [comm.empty(wire_bytes(n), "uint8") for n in self.rows]
         self.decoded: list[torch.Tensor] = []
         self.stream = torch_stream(comm)
         if self.stream is not None:
@@ -90,23 +100,13 @@ class Pipeline:
             self.encode_stream = torch.cuda.Stream(device=device)
             self.decode_stream = torch.cuda.Stream(device=device)
             self.events = [[torch.cuda.Event() for _ in chunks] for _ in range(3)]
-            self.begin, self.end = torch.cuda.Event(), torch.cuda.Event()
+            self.begin = torch.cuda.Event()
 
     def _encode(self, c: int) -> Any:
-        """Chunk c's wire bytes in the buffer the communicator sends from."""
-        wire = self.codec.encode(self.chunks[c])
-        send = self.sends[c]
-        if isinstance(send, torch.Tensor):
-            return wire
-        from collectives.ops.compressed import as_torch
-
-        as_torch(send).copy_(wire)
-        return send
+        return self.encode_into(self.chunks[c], self.sends[c])
 
     def _decode(self, c: int) -> torch.Tensor:
-        from collectives.ops.compressed import as_torch
-
-        return self.codec.decode(as_torch(self.recvs[c]), self.rows[c], self.hidden)
+        return self.decode_rows(self.recvs[c], self.rows[c])
 
     def run(self) -> None:
         if self.stream is None:

@@ -97,11 +97,28 @@ class Codec:
             raise ValueError(f"codec implementation {impl!r} runs on CPU tensors only")
         return _impl_module(impl)
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """[num_tokens, hidden] float32/bfloat16 -> flat uint8 wire tensor, same device."""
+    def encode(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """[num_tokens, hidden] float32/bfloat16 -> flat uint8 wire tensor, same device.
+        `out`: a contiguous uint8 tensor of exactly `wire_bytes` elements on x's device (a
+        peer's mapped buffer, say) to write the wire into; the Triton kernels store there
+        directly, the other implementations copy their result in. Returns `out` then."""
         x = _check_input(x)
+        if out is not None:
+            expected = self.wire_bytes(x.shape[0], x.shape[1])
+            if (out.dtype != torch.uint8 or out.numel() != expected
+                    or not out.is_contiguous() or out.device != x.device):  # fmt: skip
+                raise ValueError(
+                    f"{self.name} encode out= must be a contiguous uint8 tensor of {expected} "
+                    f"bytes on {x.device}, got {out.numel()} of {out.dtype} on {out.device}"
+                )
+        module = self._module(x.device)
         # each implementation widens what it must (Triton and BF16 read bfloat16 as it is)
-        return self._module(x.device).encode(self.spec, x)
+        if out is not None and module.__name__.endswith("triton_kernels"):
+            return module.encode(self.spec, x, out=out.view(-1))  # type: ignore[call-arg]
+        wire = module.encode(self.spec, x)
+        if out is None:
+            return wire
+        return out.view(-1).copy_(wire)
 
     def decode(self, wire: torch.Tensor, num_tokens: int, hidden: int) -> torch.Tensor:
         """Wire bytes -> [num_tokens, hidden] float32 on the wire's device."""

@@ -217,6 +217,7 @@ def encode(
     *,
     fast: bool | None = None,
     tile_once: bool = False,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """[T, H] float32 or bfloat16 -> flat uint8 wire; BF16 / DeepEP via torch ops. fast=False
     runs the previous encoders (FP8: a division per element; LogFMT: the float64 ln for every
@@ -228,13 +229,17 @@ def encode(
     if tile_once and spec.kind != "logfmt":
         raise ValueError(f"tile_once is a LogFMT encoder variant; {spec.name} has none")
     if spec.kind not in KERNEL_KINDS or x.shape[0] == 0:
-        return torch_impl.encode(spec, x)
+        wire = torch_impl.encode(spec, x)
+        return wire if out is None else out.copy_(wire)
     from collectives.codecs import triton_fp8, triton_logfmt, triton_logfmt_once
     from collectives.codecs.triton_common import COEF
 
     x = x.contiguous()
     num_tokens, hidden = x.shape
-    wire = torch.empty(num_tokens * row_bytes(spec, hidden), dtype=torch.uint8, device=x.device)
+    wire = out
+    if wire is None:
+        wire = torch.empty(num_tokens * row_bytes(spec, hidden), dtype=torch.uint8,
+                           device=x.device)  # fmt: skip
     if spec.kind == "fp8":
         assert spec.fp8 is not None
         _launch(triton_fp8.fp8_encode_kernel, (x, wire), spec, "encode", (num_tokens, hidden),

@@ -171,12 +171,13 @@ phase10() {
 }
 
 phase11() {
-  say "11: one GPU: codec A/B incl. the tile_once LogFMT encoder, ncu profile"
-  timeout 300 python3 bench/gpu/codec_gpu.py --out "$OUT/ab.json" \
+  say "11: one GPU: codec A/B of the LogFMT encoders (fast, defer) at several shapes, ncu profile"
+  timeout 330 python3 bench/gpu/codec_gpu.py --out "$OUT/ab.json" \
     --sizes 4096x7168,16384x7168 --codecs fp8_e4m3,logfmt8,logfmt10 --bench-impls triton \
-    --repeats 10 --loop 10 --graph --ab --once-configs bt32w4g2,bt64w4g1,bt64w4g2,bt128w8g2 \
+    --repeats 10 --loop 10 --graph --ab \
+    --ab-configs ${AB_CONFIGS:-bt64w4g2,bt64w4g4,bt128w4g2,bt64w2g2,bt32w4g4} \
     2>&1 | tee "$OUT/ab.txt"
-  OUT="$OUT/profile" timeout 200 bash bench/gpu/codec_profile.sh 2>&1 | tail -40
+  OUT="$OUT/profile" timeout 120 bash bench/gpu/codec_profile.sh ${PROFILE_ENCODERS:-} 2>&1 | tail -40
 }
 
 for p in "${@:-1 2 3}"; do

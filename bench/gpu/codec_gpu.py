@@ -17,9 +17,10 @@ Prints a compact table and writes everything as JSON to --out. Needs torch, nump
 (optionally) triton only.
 
 With --ab the other Triton encoders of each codec are timed beside its default (same
-bytes; each is identity-checked too): the previous or fast LogFMT/FP8 encoder, and the
-LogFMT tile_once encoders ('triton-once' with fast levels, 'triton-once-exact' without),
-also at every --once-configs launch shape. --profile CODEC:VARIANT[@SHAPE] only runs that
+bytes; each is identity-checked too): the previous or fast LogFMT/FP8 encoder, and for
+LogFMT the fast encoder both ways ('triton-fast': a near-cut chunk redone in place;
+'triton-defer': near-cut groups recoded by a second kernel), also at every --ab-configs
+launch shape. --profile CODEC:VARIANT[@SHAPE] only runs that
 encoder a few times at the first --sizes size, for ncu (bench/gpu/codec_profile.sh);
 --dry-run stops before the first CUDA call.
 """
@@ -60,7 +61,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument(
         "--ab",
         action="store_true",
-        help="also time the other Triton encoders: previous or fast, and LogFMT's tile_once",
+        help="also time the other Triton encoders: the previous one, LogFMT's fast and defer",
     )
     p.add_argument(
         "--loop",
@@ -79,10 +80,10 @@ def parse_args() -> argparse.Namespace:
         help="replay the --loop calls from a CUDA graph: kernel time without the host's",
     )
     p.add_argument(
-        "--once-configs",
+        "--ab-configs",
         default="",
         help="with --ab, launch shapes (KernelConfig labels: bt64w4g2,...) at which the "
-        "tile_once LogFMT encoders are timed besides the codec's default shape",
+        "LogFMT fast and defer encoders are timed besides the codec's default shape",
     )
     p.add_argument(
         "--profile",
@@ -98,7 +99,7 @@ def parse_args() -> argparse.Namespace:
     )
     args = p.parse_args()
     try:
-        args.once_shapes = [parse_config(c) for c in args.once_configs.split(",") if c]
+        args.ab_shapes = [parse_config(c) for c in args.ab_configs.split(",") if c]
         args.profiled = parse_profile(args.profile) if args.profile else None
     except ValueError as err:
         p.error(str(err))
@@ -118,12 +119,13 @@ def parse_config(label: str) -> triton_kernels.KernelConfig:
                                        groups=groups or 16)  # fmt: skip
 
 
-# LogFMT widths whose tile_once encoders the identity check covers (each one costs several
-# compiles; the interpreter tests cover the other widths)
-ONCE_CHECKED = ("logfmt8", "logfmt10")
-# Triton encoders by variant name: (fast, tile_once); fast None = the codec's default.
-VARIANTS = {"default": (None, False), "prev": (False, False), "fast": (True, False),
-            "once": (True, True), "once-exact": (False, True)}  # fmt: skip
+# LogFMT widths whose non-default fast encoders the identity check covers (each one costs
+# several compiles; the interpreter tests cover the other widths)
+VARIANT_CHECKED = ("logfmt8", "logfmt10")
+# Triton encoders by variant name: (fast, defer); None = the codec's default.
+VARIANTS = {"default": (None, None), "prev": (False, False), "fast": (True, False),
+            "defer": (True, True)}  # fmt: skip
+LOGFMT_VARIANTS = ("fast", "defer")  # timed with --ab at every --ab-configs shape
 
 
 def parse_profile(text: str) -> tuple[str, str, triton_kernels.KernelConfig | None]:
@@ -133,7 +135,7 @@ def parse_profile(text: str) -> tuple[str, str, triton_kernels.KernelConfig | No
     spec = codecs.parse(name)
     if variant not in VARIANTS or (VARIANTS[variant][1] and spec.kind != "logfmt"):
         raise ValueError(f"--profile {text}: variant {variant!r} is not one of "
-                         f"{', '.join(VARIANTS)} (once* for LogFMT only)")  # fmt: skip
+                         f"{', '.join(VARIANTS)} (defer for LogFMT only)")  # fmt: skip
     if spec.kind not in triton_kernels.KERNEL_KINDS:
         raise ValueError(f"--profile {text}: {name} has no Triton encoder")
     return name, variant, parse_config(shape) if shape else None
@@ -143,8 +145,8 @@ def variant_encoder(name: str, variant: str, config: triton_kernels.KernelConfig
                     ) -> Callable[[torch.Tensor], torch.Tensor]:  # fmt: skip
     """x -> wire through triton_kernels.encode with the variant's flags."""
     spec = codecs.parse(name)
-    fast, once = VARIANTS[variant]
-    return lambda x: triton_kernels.encode(spec, x, config, fast=fast, tile_once=once)
+    fast, defer = VARIANTS[variant]
+    return lambda x: triton_kernels.encode(spec, x, config, fast=fast, defer=defer)
 
 
 def impls(wanted: str = "triton,torch") -> list[str]:
@@ -214,8 +216,8 @@ def check_identity(inputs: list[torch.Tensor]) -> list[dict]:  # type: ignore[ty
             rows.append({"codec": name, "impl": impl, "wrong_wire_bytes": bad_wire,
                          "wrong_decoded": bad_dec})  # fmt: skip
             print_identity(rows[-1])
-        if "triton" in impls() and name in ONCE_CHECKED:
-            for variant in ("once", "once-exact"):
+        if "triton" in impls() and name in VARIANT_CHECKED:
+            for variant in LOGFMT_VARIANTS:
                 encode = variant_encoder(name, variant)
                 bad = sum(int((encode(x.cuda()).cpu() != wire).sum())
                           for x, wire in zip(inputs, wires, strict=True))  # fmt: skip
@@ -251,23 +253,21 @@ def timed(fn, repeats: int, loop: int = 1, graph: bool = False) -> float:  # typ
 
 
 def encoders(name: str, impl: str, ab: bool,
-             once_shapes: tuple[triton_kernels.KernelConfig, ...] = ()) -> list[tuple[str, object]]:  # type: ignore[type-arg]  # fmt: skip
+             ab_shapes: tuple[triton_kernels.KernelConfig, ...] = ()) -> list[tuple[str, object]]:  # type: ignore[type-arg]  # fmt: skip
     """(label, encode function) to time: the codec's, and with `ab` the other Triton encoders
-    (same bytes): 'triton-prev' (encode(fast=False)) where the new one is the default,
-    'triton-fast' where the previous one still is (triton_kernels.default_fast); for LogFMT
-    'triton-once' and 'triton-once-exact' (tile_once, fast and exact levels) at the default
-    launch shape and at each of `once_shapes` ('triton-once@bt64s1w4p1g2')."""
+    (same bytes): 'triton-prev' (encode(fast=False)); for LogFMT 'triton-fast' (near-cut
+    chunks redone in place) and 'triton-defer' (near-cut groups recoded by a second kernel)
+    at the default launch shape and at each of `ab_shapes` ('triton-defer@bt64s1w4p1g2')."""
     codec = codecs.get(name, impl=impl)
     out: list[tuple[str, object]] = [(impl, codec.encode)]
     spec = codecs.parse(name)
     if ab and impl == "triton" and spec.kind in triton_kernels.KERNEL_KINDS:
-        other = "fast" if not triton_kernels.default_fast(spec) else "prev"
-        out.append((f"triton-{other}", variant_encoder(name, other)))
+        out.append(("triton-prev", variant_encoder(name, "prev")))
     if ab and impl == "triton" and spec.kind == "logfmt":
-        for config in (None, *once_shapes):
+        for config in (None, *ab_shapes):
             at = f"@{config.label}" if config else ""
             out += [(f"triton-{v}{at}", variant_encoder(name, v, config))
-                    for v in ("once", "once-exact")]  # fmt: skip
+                    for v in LOGFMT_VARIANTS]  # fmt: skip
     return out
 
 
@@ -283,7 +283,7 @@ def bandwidth(args: argparse.Namespace, tokens: int, hidden: int) -> list[dict]:
     decode_s: dict[tuple[str, str], float] = {}  # every variant's wire decodes alike
     for name in args.codecs.split(","):
         for impl, encode in (
-            e for i in impls(args.bench_impls) for e in encoders(name, i, args.ab, args.once_shapes)
+            e for i in impls(args.bench_impls) for e in encoders(name, i, args.ab, args.ab_shapes)
         ):
             codec = codecs.get(name, impl=impl.split("-")[0])
             wire = codec.encode(x)
@@ -398,7 +398,7 @@ def main() -> int:
         return profile(args)
     if args.dry_run:  # the encoders --ab would time, by label
         for name in args.codecs.split(","):
-            labels = [label for label, _ in encoders(name, "triton", args.ab, args.once_shapes)]
+            labels = [label for label, _ in encoders(name, "triton", args.ab, args.ab_shapes)]
             print(f"{name}: {' '.join(labels)}")
         return 0
     if not torch.cuda.is_available():

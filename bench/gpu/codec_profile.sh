@@ -9,8 +9,7 @@
 # section set (speed of light, occupancy, launch stats with registers, warp states and
 # scheduler, instruction mix, memory workload, and per-SASS-line source counters for where
 # warps stall). Without arguments: FP8-E4M3 and the LogFMT-8/10 encoders (previous, fast,
-# tile_once with fast and exact levels; LogFMT-10's tile_once also at bt64 g2, the shape at
-# which it forms the parameters once per lane). Writes under $OUT (default ./codec_profile):
+# defer; LogFMT-10's defer also at bt64 g2, LogFMT-8's shape). Writes under $OUT (default ./codec_profile):
 # <label>.txt (ncu's details page), <label>.ncu-rep, <label>.source.csv (SASS with
 # counters), profile_env.txt. About 10-15 s per encoder; ncu's clock control (base clocks)
 # is left on, so compare the encoders with each other, not with codec_gpu.py's timings.
@@ -30,9 +29,8 @@ fi
 encoders=("$@")
 if [ ${#encoders[@]} -eq 0 ]; then
     encoders=(fp8_e4m3:default
-        logfmt8:prev logfmt8:fast logfmt8:once logfmt8:once-exact
-        logfmt10:prev logfmt10:fast logfmt10:once
-        logfmt10:once@bt64w4g2 logfmt10:once-exact@bt64w4g2)
+        logfmt8:fast logfmt8:defer
+        logfmt10:prev logfmt10:fast logfmt10:defer logfmt10:defer@bt64w4g2)
 fi
 sections=(SpeedOfLight Occupancy LaunchStats WarpStateStats SchedulerStats InstructionStats
     MemoryWorkloadAnalysis SourceCounters)
@@ -62,7 +60,7 @@ for enc in "${encoders[@]}"; do
         continue
     fi
     echo "== $enc ($((SECONDS - began)) s)"
-    timeout 60 "$ncu" --target-processes all --kernel-name regex:'_encode(_once)?_kernel' \
+    timeout 60 "$ncu" --target-processes all --kernel-name regex:'_encode_kernel' \
         --launch-skip 1 --launch-count 1 "${section_args[@]}" \
         --export "$out/$label" --force-overwrite "${driver[@]}" >"$out/$label.txt" 2>&1
     rc=$?

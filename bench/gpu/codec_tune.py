@@ -46,9 +46,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--ops", default="encode,decode", help="kernels to sweep")
     p.add_argument("--loop", type=int, default=1, help="back-to-back calls per sample")
     p.add_argument(
-        "--once",
+        "--defer",
         action="store_true",
-        help="LogFMT encode: sweep the tile_once encoder (an experiment) instead of the default",
+        help="LogFMT encode: sweep the deferring fast encoder instead of the codec's default",
     )
     return p.parse_args()
 
@@ -68,12 +68,13 @@ def timed(fn, repeats: int, loop: int = 1) -> list[float]:  # type: ignore[no-un
     return [t / loop for t in throughput.timed(many, torch.device("cuda"), repeats)]
 
 
-def reference_ok(name: str, x: torch.Tensor, config: tk.KernelConfig, once: bool = False) -> bool:
+def reference_ok(name: str, x: torch.Tensor, config: tk.KernelConfig,
+                 defer: bool | None = None) -> bool:  # fmt: skip
     """The shape's encode and decode of the first tokens equal the numpy reference."""
     spec, ref = codecs.parse(name), codecs.get(name, impl="numpy")
     part = x[:CHECK_TOKENS]
     wire = ref.encode(part.cpu())
-    if not torch.equal(tk.encode(spec, part, config, tile_once=once).cpu(), wire):
+    if not torch.equal(tk.encode(spec, part, config, fast=defer, defer=defer).cpu(), wire):
         return False
     want = ref.decode(wire, *part.shape).view(torch.int32)
     got = tk.decode(spec, wire.cuda(), *part.shape, config).cpu().view(torch.int32)
@@ -81,14 +82,14 @@ def reference_ok(name: str, x: torch.Tensor, config: tk.KernelConfig, once: bool
 
 
 def sweep_op(name: str, op: str, x: torch.Tensor, wire: torch.Tensor, repeats: int,
-             loop: int, once: bool = False) -> list[dict]:  # type: ignore[type-arg]  # fmt: skip
+             loop: int, defer: bool = False) -> list[dict]:  # type: ignore[type-arg]  # fmt: skip
     """Rows for every launch shape of one kernel on input x (and its default-shape wire);
-    `once`: LogFMT encode through the tile_once encoder."""
+    `defer`: LogFMT encode through the deferring fast encoder (else the codec's default)."""
     spec = codecs.parse(name)
     tokens, hidden = x.shape
-    once = once and spec.kind == "logfmt" and op == "encode"
+    flag = True if defer and spec.kind == "logfmt" and op == "encode" else None
     if op == "encode":
-        run = lambda c: tk.encode(spec, x, c, tile_once=once)  # noqa: E731
+        run = lambda c: tk.encode(spec, x, c, fast=flag, defer=flag)  # noqa: E731
         moved = x.numel() * x.element_size() + wire.numel()
     else:
         run = lambda c: tk.decode(spec, wire, tokens, hidden, c)  # noqa: E731
@@ -99,10 +100,11 @@ def sweep_op(name: str, op: str, x: torch.Tensor, wire: torch.Tensor, repeats: i
         got = run(config)
         same = torch.equal(got.view(torch.uint8), default.view(torch.uint8))
         same = same and (op == "decode" or torch.equal(got, wire))
-        ok = same and reference_ok(name, x, config, once)
+        ok = same and reference_ok(name, x, config, flag)
         samples = timed(lambda c=config: run(c), repeats, loop) if ok else []
         median = statistics.median(samples) if samples else float("nan")
-        rows.append({"codec": name, "op": op, "once": once, "tokens": tokens, "hidden": hidden,
+        rows.append({"codec": name, "op": op, "defer": bool(flag), "tokens": tokens,
+                     "hidden": hidden,
                      "config": config.label, "is_default": config == tk.default_config(spec, op),
                      "identical": ok, "bytes_moved": moved, "samples_s": samples,
                      "median_s": median, "rw_gbps": moved / median / 1e9})  # fmt: skip
@@ -124,7 +126,7 @@ def sweep_size(
     for name in args.codecs.split(","):
         wire = tk.encode(codecs.parse(name), x)
         for op in args.ops.split(","):
-            rows += sweep_op(name, op, x, wire, args.repeats, args.loop, args.once)
+            rows += sweep_op(name, op, x, wire, args.repeats, args.loop, args.defer)
     for r in rows:
         r["dtype"] = dtype
         r["copy_rw_gbps"] = copy_gbps

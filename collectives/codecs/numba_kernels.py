@@ -257,6 +257,33 @@ def logfmt_encode(x, out, meta, bits, offset):  # type: ignore[no-untyped-def]
             out[t, pos] = acc & 0xFF
 
 
+EXP2_F32 = tuple(np.float32(c) for c in detmath.EXP2_F32_COEFFS)
+F32_HALF = np.float32(0.5)
+
+
+@numba.njit(inline="always")
+def exp2_split(e0, y):  # type: ignore[no-untyped-def]
+    """ref_logfmt.exp2_split for one element: float32 2^(e0 + y)."""
+    nf = np.float32(math.floor(y + F32_HALF))
+    r = y - nf
+    p = EXP2_F32[6]
+    p = p * r + EXP2_F32[5]
+    p = p * r + EXP2_F32[4]
+    p = p * r + EXP2_F32[3]
+    p = p * r + EXP2_F32[2]
+    p = p * r + EXP2_F32[1]
+    p = p * r + EXP2_F32[0]
+    n = e0 + np.int64(nf)
+    if n < -125:
+        return F32_MIN_NORMAL
+    if n > 128:
+        return F32_MAX
+    value = p * np.int32((min(n, 127) + 127) << 23).view(np.float32)
+    if n > 127:
+        value = value * np.float32(2.0)
+    return min(value, F32_MAX)
+
+
 @pjit
 def logfmt_decode(data, meta, bits, out):  # type: ignore[no-untyped-def]
     kmax = (1 << (bits - 1)) - 1
@@ -266,13 +293,16 @@ def logfmt_decode(data, meta, bits, out):  # type: ignore[no-untyped-def]
         for tile in range(meta.shape[1]):
             small, big = meta[t, tile, 0], meta[t, tile, 1]
             step, _ = logfmt_step(small, big, kmax)
+            m2 = (np.float64(small) if small == small else 0.0) * INV_LN2
+            e0 = math.floor(m2)
+            mf, s2 = np.float32(m2 - e0), np.float32(step * INV_LN2)
             for j in range(tile * TILE, min(hidden, tile * TILE + TILE)):
                 code, pos, acc, nacc = get_bits(data, t, pos, acc, nacc, bits)
                 k = code & kmax
                 value = np.float32(0.0)
                 if k > 0:
-                    y = np.float64(small) + step * (float(k) - 1.0)
-                    value = np.float32(min(exp_det(y), FLT_MAX))
+                    y = mf + s2 * np.float32(k - 1)
+                    value = exp2_split(np.int64(e0), y)
                     if code >> (bits - 1):
                         value = -value
                 out[t, j] = value if small == small else np.float32(np.nan)

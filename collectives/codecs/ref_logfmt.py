@@ -7,14 +7,20 @@ Level K >= 1 decodes to exp(m + s*(K-1)); K = 0 is zero. An element takes the le
 linear value is nearest in the sense of the paper: the cut between levels K and K+1 lies at
 the arithmetic mean of their linear values, which in the log domain is
 m + s*(K-1) + c with c = ln((1 + e^s) / 2); the cut between 0 and level 1 lies at e^m / 2.
-All of it is evaluated with detmath's deterministic float64 log/exp.
+The encoder evaluates all of it with detmath's deterministic float64 log/exp. The decoder
+works in float32 from per-tile constants: with m2 = m / ln 2 = e0 + mf (e0 an integer,
+mf in [0, 1) rounded to float32) and s2 = s / ln 2 (float32), level K decodes to
+2^(e0 + y), y = mf + s2 * (K - 1) (two float32 roundings), 2^y = p(y - n) * 2^n with
+n = floor(y + 1/2) and p detmath's float32 polynomial; 2^(e0 + n) below 2^-125 gives
+FLT_MIN (the smallest inputs' levels), above FLT_MAX FLT_MAX. That is within ~3e-6 of
+exp(m + s (K - 1)) relative, far inside every width's step (LogFMT-16: 7e-4).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from collectives.codecs.detmath import INV_LN2, LN2
+from collectives.codecs.detmath import INV_LN2, LN2, exp2_fraction_f32
 from collectives.codecs.ref import (
     F32,
     F64,
@@ -37,6 +43,7 @@ from collectives.codecs.spec import (
     DEEPEP_CLAMP_LOG2,
     DEEPEP_KMAX,
     FLT_MAX,
+    FLT_MIN_NORMAL,
     LOGFMT_CLAMP_LN,
     CodecSpec,
     num_tiles,
@@ -104,22 +111,44 @@ def encode_logfmt(x: np.ndarray, spec: CodecSpec) -> np.ndarray:
     return rows(meta, pack_codes(from_tiles(codes, x.shape[1]), spec.bits))
 
 
-def logfmt_values(k: np.ndarray, small: np.ndarray, step: np.ndarray) -> np.ndarray:
-    """float32 magnitude of level K (>= 1) per element: exp(m + s*(K-1)), saturated."""
-    m = np.where(np.isnan(small), F32(0), small).astype(F64)[..., None]
-    y = m + step[..., None] * (k.astype(F64) - 1.0)
-    values: np.ndarray = np.minimum(exp_det(y), FLT_MAX).astype(F32)
-    return values
+def logfmt_decode_params(
+    small: np.ndarray, big: np.ndarray, kmax: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-tile (e0 int64, mf float32, s2 float32) of the float32 decoder (module docstring)."""
+    step, _ = logfmt_step(small, big, kmax)
+    m2 = np.where(np.isnan(small), F32(0), small).astype(F64) * INV_LN2
+    e0 = np.floor(m2)
+    return e0.astype(I64), (m2 - e0).astype(F32), (step * INV_LN2).astype(F32)
+
+
+def exp2_split(e0: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """float32 2^(e0 + y) for int64 e0 and float32 y >= 0 (module docstring): the product
+    of the polynomial (in [2^-1/2, 2^1/2]) and 2^n is exact for n in [-125, 127], and for
+    n = 128 (times 2^127, then 2) exact or past FLT_MAX (saturated)."""
+    nf = np.floor(y + F32(0.5))
+    p = exp2_fraction_f32((y - nf).astype(F32)).astype(F32)
+    n = e0 + nf.astype(I64)
+    scale = ((np.clip(n, -125, 127) + 127) << 23).astype(np.int32).view(F32)
+    with np.errstate(over="ignore"):  # n = 128 may round past FLT_MAX: inf, saturated below
+        value = np.minimum(p * scale * np.where(n > 127, F32(2), F32(1)), F32(FLT_MAX))
+    value = np.where(n < -125, F32(FLT_MIN_NORMAL), value)
+    return np.where(n > 128, F32(FLT_MAX), value).astype(F32)
+
+
+def logfmt_values(k: np.ndarray, e0: np.ndarray, mf: np.ndarray, s2: np.ndarray) -> np.ndarray:
+    """float32 magnitude of level K (>= 1) per element, given the tiles' decode params."""
+    y = mf[..., None] + s2[..., None] * (k - 1).astype(F32)
+    return exp2_split(np.broadcast_to(e0[..., None], y.shape), y.astype(F32))
 
 
 def decode_logfmt(wire: np.ndarray, spec: CodecSpec, num_tokens: int, hidden: int) -> np.ndarray:
     meta, data = split_rows(wire, spec, num_tokens, hidden)
     meta = meta.view("<f4").reshape(num_tokens, -1, 2).astype(F32)
     small, big = meta[..., 0], meta[..., 1]
-    step, _ = logfmt_step(small, big, spec.kmax)
+    e0, mf, s2 = logfmt_decode_params(small, big, spec.kmax)
     codes = to_tiles(unpack_codes(data, hidden, spec.bits))
     k = codes & spec.kmax
-    mag = np.where(k > 0, logfmt_values(k, small, step), F32(0))
+    mag = np.where(k > 0, logfmt_values(np.maximum(k, 1), e0, mf, s2), F32(0))
     mag = np.where((codes >> (spec.bits - 1)) > 0, -mag, mag)
     mag = np.where(np.isnan(small)[..., None], F32(np.nan), mag)
     return from_tiles(mag, hidden)

@@ -1,16 +1,18 @@
 """LogFMT-n and DeepEP's LogFMT-10 in plain torch ops (any device), bit-identical to
-ref_logfmt.py: same formulas, same float64 operation order (see that module's docstring)."""
+ref_logfmt.py: same formulas, same float64 (LogFMT decode: float32) operation order (see
+that module's docstring)."""
 
 from __future__ import annotations
 
 import torch
 
-from collectives.codecs.detmath import LN2
+from collectives.codecs.detmath import INV_LN2, LN2, exp2_fraction_f32
 from collectives.codecs.spec import (
     BF16_NAN,
     DEEPEP_CLAMP_LOG2,
     DEEPEP_KMAX,
     FLT_MAX,
+    FLT_MIN_NORMAL,
     LOGFMT_CLAMP_LN,
     CodecSpec,
     packed_bytes,
@@ -89,18 +91,38 @@ def encode_logfmt(x: torch.Tensor, spec: CodecSpec) -> torch.Tensor:
     return rows(meta, pack_codes(from_tiles(codes, x.shape[1]), spec.bits))
 
 
+def logfmt_decode_params(
+    small: torch.Tensor, big: torch.Tensor, kmax: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """ref_logfmt.logfmt_decode_params: per-tile (e0 int64, mf float32, s2 float32)."""
+    step, _ = logfmt_step(small, big, kmax)
+    m2 = torch.where(torch.isnan(small), 0.0, small).to(F64) * INV_LN2
+    e0 = torch.floor(m2)
+    return e0.to(I64), (m2 - e0).to(F32), (step * INV_LN2).to(F32)
+
+
+def exp2_split(e0: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """ref_logfmt.exp2_split: float32 2^(e0 + y)."""
+    nf = torch.floor(y + 0.5)
+    p = exp2_fraction_f32(y - nf)
+    n = e0 + nf.to(I64)
+    scale = ((torch.clamp(n, -125, 127) + 127) << 23).to(torch.int32).view(F32)
+    value = torch.clamp(p * scale * torch.where(n > 127, 2.0, 1.0), max=FLT_MAX)
+    value = torch.where(n < -125, FLT_MIN_NORMAL, value)
+    return torch.where(n > 128, FLT_MAX, value)
+
+
 def decode_logfmt(
     wire: torch.Tensor, spec: CodecSpec, num_tokens: int, hidden: int
 ) -> torch.Tensor:
     meta, data = split_rows(wire, spec, num_tokens, hidden)
     meta = meta.view(F32).reshape(num_tokens, -1, 2)
     small, big = meta[..., 0], meta[..., 1]
-    step, _ = logfmt_step(small, big, spec.kmax)
+    e0, mf, s2 = logfmt_decode_params(small, big, spec.kmax)
     codes = to_tiles(unpack_codes(data, hidden, spec.bits))
     k = codes & spec.kmax
-    m = torch.where(torch.isnan(small), 0.0, small).to(F64)[..., None]
-    y = m + step[..., None] * (k.to(F64) - 1.0)
-    mag = torch.clamp(exp_det(torch.where(k > 0, y, 0.0)), max=FLT_MAX).to(F32)
+    y = mf[..., None] + s2[..., None] * (torch.clamp(k, min=1) - 1).to(F32)
+    mag = exp2_split(e0[..., None].expand_as(y), y)
     mag = torch.where(k > 0, mag, 0.0)
     mag = torch.where((codes >> (spec.bits - 1)) > 0, -mag, mag)
     mag = torch.where(torch.isnan(small)[..., None], float("nan"), mag)

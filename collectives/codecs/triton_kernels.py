@@ -1,8 +1,7 @@
 """Triton kernels for FP8 and LogFMT-n on CUDA: one pass over the input to encode, one pass
 over the wire to decode, bit-identical to the numpy reference (kernels in triton_fp8.py and
-triton_logfmt.py, shared pieces in triton_common.py, an opt-in LogFMT encoder that forms
-the per-tile parameters once per tile in triton_logfmt_once.py; BF16 and DeepEP's LogFMT-10
-use the torch-ops path). With TRITON_INTERPRET=1 the same kernels run on CPU tensors, which is
+triton_logfmt.py, shared pieces in triton_common.py; BF16 and DeepEP's LogFMT-10 use the
+torch-ops path). With TRITON_INTERPRET=1 the same kernels run on CPU tensors, which is
 how CI proves identity; bench/gpu/codec_gpu.py checks it on GPUs and bench/gpu/codec_tune.py
 sweeps the launch table below.
 
@@ -119,6 +118,16 @@ def default_fast(spec: CodecSpec) -> bool:
     return spec.kind == "fp8" or spec.name in FAST_LOGFMT
 
 
+# LogFMT widths whose fast encoder defers the elements near a cut to a second kernel by
+# default (instead of redoing a chunk behind a block-wide vote).
+DEFER_LOGFMT: frozenset[str] = frozenset()
+
+
+def default_defer(spec: CodecSpec) -> bool:
+    """Whether encode(spec, x) takes the deferring LogFMT encoder by default."""
+    return spec.name in DEFER_LOGFMT and default_fast(spec)
+
+
 def sweep_configs(kind: str, op: str) -> tuple[KernelConfig, ...]:
     """The launch shapes bench/gpu/codec_tune.py tries for `kind` ('fp8'/'logfmt'), `op`;
     the default first."""
@@ -210,52 +219,93 @@ def _launch(
         *values)  # fmt: skip
 
 
+def _fix_list(device: torch.device, capacity: int) -> torch.Tensor:
+    """The int32 [1 + capacity] list the deferred LogFMT encoder fills (a count, then group
+    ids) for the current stream of `device`. Kept for the process's life: a CUDA graph that
+    captured an encode keeps using the same buffer."""
+    stream = torch.cuda.current_stream(device).cuda_stream if device.type == "cuda" else 0
+    key = (device, stream, capacity)
+    buf = _FIX_LISTS.get(key)
+    if buf is None:
+        buf = _FIX_LISTS[key] = torch.empty(1 + capacity, dtype=torch.int32, device=device)
+    return buf
+
+
+_FIX_LISTS: dict[tuple[Any, ...], torch.Tensor] = {}
+# Programs of the fixup kernel, and groups each takes per step: the list is short (about
+# 1e-4 of the groups on Gaussian input), so a fixed grid that exits at once when it is empty.
+FIX_PROGRAMS, FIX_GROUPS = 132, 32
+
+
 def encode(
     spec: CodecSpec,
     x: torch.Tensor,
     config: KernelConfig | None = None,
     *,
     fast: bool | None = None,
-    tile_once: bool = False,
+    defer: bool | None = None,
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """[T, H] float32 or bfloat16 -> flat uint8 wire; BF16 / DeepEP via torch ops. fast=False
     runs the previous encoders (FP8: a division per element; LogFMT: the float64 ln for every
-    element), fast=True the new ones, None each codec's default (default_fast); tile_once
-    (LogFMT only; an experiment, not yet timed on a GPU) forms the per-tile parameters once
-    per tile (triton_logfmt_once.py) around either. The same bytes in every case."""
+    element), fast=True the new ones, None each codec's default (default_fast). LogFMT's fast
+    encoder either redoes a chunk exactly when one of its elements is near a cut (defer=False)
+    or lists the groups holding such elements for a second kernel that recodes them exactly
+    (defer=True, which implies fast unless fast=False is given; None: default_defer). The
+    same bytes in every case. `out`: the wire tensor to write (contiguous uint8, wire_bytes
+    long)."""
     if fast is None:
-        fast = default_fast(spec)
-    if tile_once and spec.kind != "logfmt":
-        raise ValueError(f"tile_once is a LogFMT encoder variant; {spec.name} has none")
+        fast = bool(defer) or default_fast(spec)
+    if defer is None:
+        defer = fast and default_defer(spec)
+    if defer and (spec.kind != "logfmt" or not fast):
+        raise ValueError(f"defer is a variant of the fast LogFMT encoder; {spec.name} "
+                         f"(fast={fast}) has none")  # fmt: skip
     if spec.kind not in KERNEL_KINDS or x.shape[0] == 0:
         wire = torch_impl.encode(spec, x)
         return wire if out is None else out.copy_(wire)
-    from collectives.codecs import triton_fp8, triton_logfmt, triton_logfmt_once
+    from collectives.codecs import triton_fp8, triton_logfmt
     from collectives.codecs.triton_common import COEF
 
     x = x.contiguous()
     num_tokens, hidden = x.shape
-    wire = out
-    if wire is None:
-        wire = torch.empty(num_tokens * row_bytes(spec, hidden), dtype=torch.uint8,
-                           device=x.device)  # fmt: skip
+    wire = out if out is not None else torch.empty(
+        num_tokens * row_bytes(spec, hidden), dtype=torch.uint8, device=x.device)  # fmt: skip
+    emulate = x.device.type != "cuda"
     if spec.kind == "fp8":
         assert spec.fp8 is not None
         _launch(triton_fp8.fp8_encode_kernel, (x, wire), spec, "encode", (num_tokens, hidden),
                 config, MAXF=spec.fp8.max_finite, POW2=spec.pow2_scale, DIVIDE=not fast,
-                EMULATE=x.device.type != "cuda")  # fmt: skip
-    elif tile_once:
-        side = torch.empty(num_tokens * num_tiles(hidden) * triton_logfmt_once.SLOTS.value,
-                           dtype=torch.float64, device=x.device)  # fmt: skip
-        _launch(triton_logfmt_once.logfmt_encode_once_kernel, (x, wire, side, COEF), spec,
-                "encode", (num_tokens, hidden), config, FAST=fast,
-                EMULATE=x.device.type != "cuda")  # fmt: skip
-    else:
-        _launch(triton_logfmt.logfmt_encode_kernel, (x, wire, COEF), spec, "encode",
-                (num_tokens, hidden), config, FAST=fast,
-                EMULATE=x.device.type != "cuda")  # fmt: skip
+                EMULATE=emulate)  # fmt: skip
+        return wire
+    groups = num_tokens * num_tiles(hidden) * 16
+    defer = defer and groups < INT32_LIMIT
+    fix = _fix_list(x.device, groups if defer else 0)
+    if defer:
+        fix[:1].zero_()
+    _launch(triton_logfmt.logfmt_encode_kernel, (x, wire, fix, COEF), spec, "encode",
+            (num_tokens, hidden), config, FAST=fast, DEFER=defer, EMULATE=emulate)  # fmt: skip
+    if defer:
+        _launch_fixup(spec, x, wire, fix, (num_tokens, hidden))
     return wire
+
+
+def _launch_fixup(spec: CodecSpec, x: torch.Tensor, wire: torch.Tensor, fix: torch.Tensor,
+                  shape: tuple[int, int]) -> None:  # fmt: skip
+    from collectives.codecs import triton_logfmt
+    from collectives.codecs.triton_common import COEF
+
+    runtime, const = _shape_args(spec, *shape)
+    runtime = {k: v for k, v in runtime.items() if k != "TOTAL"}
+    programs = min(FIX_PROGRAMS, triton.cdiv(runtime_total(spec, shape), FIX_GROUPS))
+    triton_logfmt.logfmt_fixup_kernel[(programs,)](
+        x, wire, fix, COEF, **runtime, **const, PROGRAMS=programs, E=FIX_GROUPS, num_warps=4,
+        enable_fp_fusion=False)  # fmt: skip
+
+
+def runtime_total(spec: CodecSpec, shape: tuple[int, int]) -> int:
+    """8-code groups of a [T, H] input."""
+    return shape[0] * num_tiles(shape[1]) * 16
 
 
 def decode(spec: CodecSpec, wire: torch.Tensor, num_tokens: int, hidden: int,
@@ -278,6 +328,6 @@ def decode(spec: CodecSpec, wire: torch.Tensor, num_tokens: int, hidden: int,
     return out
 
 
-__all__ = ["DEFAULT_CONFIGS", "FAST_LOGFMT", "KernelConfig", "available",
-           "decode", "default_config", "default_fast", "encode", "sweep_configs",
+__all__ = ["DEFAULT_CONFIGS", "DEFER_LOGFMT", "FAST_LOGFMT", "KernelConfig", "available",
+           "decode", "default_config", "default_defer", "default_fast", "encode", "sweep_configs",
            "triton"]  # fmt: skip

@@ -6,8 +6,8 @@ codes of n bits are exactly n bytes of the LSB-first bit stream, so a group is p
 registers into two 64-bit words and written as n/U pieces of U = 4, 2 or 1 bytes (the
 widest that n and the row alignment allow); n = 8 and n = 16 store the codes directly.
 The per-tile constants (m, M, step, 1/step, the cut offset phi, m - ln 2) are formed once
-per tile-row; every element costs one ln (encode) or one exp (decode) in float64 with the
-reference's exact operation sequence (triton_common.py).
+per tile-row; every element costs one ln in float64 with the reference's exact operation
+sequence (encode; triton_common.py) or a float32 exp2 polynomial (decode).
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from collectives.codecs.spec import FLT_MAX
+from collectives.codecs import detmath
+from collectives.codecs.spec import FLT_MAX, FLT_MIN_NORMAL
 from collectives.codecs.triton_common import (
     I_CLAMP,
     I_INV_LN2,
     I_LN2,
-    I_TWO52_PLUS1,
     ONE_F32_BITS,
     TWO52_BITS,
     coef,
@@ -33,6 +33,11 @@ from collectives.codecs.triton_common import (
 )
 
 FLT_MAX_C = tl.constexpr(FLT_MAX)
+FLT_MIN_C = tl.constexpr(FLT_MIN_NORMAL)
+# detmath.EXP2_F32_COEFFS (float32 values; Triton keeps a float literal as float32)
+EXP2_F32_1, EXP2_F32_2, EXP2_F32_3, EXP2_F32_4, EXP2_F32_5, EXP2_F32_6 = (
+    tl.constexpr(c) for c in detmath.EXP2_F32_COEFFS[1:]
+)
 # Bound on |lg2.approx.ftz.f32(f) - log2(f)| for f in [1, 2) that the encoder's fast path
 # assumes (_levels_fast). Over all 2^23 such f an H200 errs by at most 1.598e-7 (2^-22.58,
 # the PTX manual's 2^-22.6); bench/gpu/codec_gpu.py re-checks it exhaustively on each run.
@@ -155,7 +160,12 @@ def _fast_params(m, inv, phi, mlow, C):  # type: ignore[no-untyped-def]
     tau = inv * (coef(C, I_LN2) * LG2_ERR + 1e-12) + 1e-9
     z = mlow * coef(C, I_INV_LN2)
     zt = LG2_ERR + 1e-12 * (2.0 + 2.0 * tl.abs(m))
-    return a, -(b + tau) - 0.5, -(b - tau) - 0.5, z - zt, z + zt, a > FAST_MAX_SLOPE
+    # a tile that must go exact: no element is sure of the zero cut, every non-zero one is
+    # near it (so _levels_fast marks it), which spares a per-element test of the flag
+    exact = a > FAST_MAX_SLOPE
+    zsure = tl.where(exact, float("-inf"), z - zt)
+    zmaybe = tl.where(exact, float("inf"), z + zt)
+    return a, -(b + tau) - 0.5, -(b - tau) - 0.5, zsure, zmaybe
 
 
 @triton.jit
@@ -172,8 +182,9 @@ def _levels_fast(ab, fp, KMAX: tl.constexpr, EMULATE: tl.constexpr):  # type: ig
     the other side of the cut it touches); n_lo == n_hi, or a cut n_hi outside the
     reference's clip range [0, KMAX - 2], fixes k = clip(n_lo + 2, 1, KMAX). lx' below
     z - zt (above z + zt) fixes the zero cut. Tiles whose slope a exceeds FAST_MAX_SLOPE
-    (|u| could pass 2^31; there 2 tau < 0.04 keeps n_hi - n_lo <= 1) go exact."""
-    a, lo, hi, zsure, zmaybe, exact = fp
+    (|u| could pass 2^31; there 2 tau < 0.04 keeps n_hi - n_lo <= 1) go exact (through
+    _fast_params' zt)."""
+    a, lo, hi, zsure, zmaybe = fp
     keep = ab >= 0x00800000
     mant = ((ab & 0x7FFFFF) | ONE_F32_BITS).to(tl.float32, bitcast=True)
     # float64(e) through the bits of 2^52 + 2^29 + e, exactly
@@ -183,7 +194,7 @@ def _levels_fast(ab, fp, KMAX: tl.constexpr, EMULATE: tl.constexpr):  # type: ig
     n_hi = (tl.fma(lx, a, hi) + ROUND_MAGIC).to(tl.int64, bitcast=True).to(tl.int32)
     zero = (lx < zsure) | ~keep
     cut = (n_lo != n_hi) & (n_hi.to(tl.uint32, bitcast=True) <= KMAX - 2)
-    near = keep & (cut | ((lx < zmaybe) & ~zero) | exact)
+    near = keep & (cut | ((lx < zmaybe) & ~zero))
     return tl.where(zero, 0, tl.minimum(tl.maximum(n_lo + 2, 1), KMAX)), near
 
 
@@ -229,12 +240,15 @@ def _pack_store(code, wire_ptr, base, mask, valid, lim, g0, N: tl.constexpr, UNI
 
 
 @triton.jit
-def _encode_groups(x_ptr, wire_ptr, C, row, tile, valid, H, ROW, MB, CODE_BYTES, g0, tp, fp,  # type: ignore[no-untyped-def]
-                   N: tl.constexpr, UNIT: tl.constexpr, BT: tl.constexpr, G: tl.constexpr,
-                   EVEN: tl.constexpr, FAST: tl.constexpr, EMULATE: tl.constexpr):  # fmt: skip
+def _encode_groups(x_ptr, wire_ptr, fix_ptr, C, row, tile, valid, H, NT, ROW, MB, CODE_BYTES,  # type: ignore[no-untyped-def]
+                   g0, tp, fp, N: tl.constexpr, UNIT: tl.constexpr, BT: tl.constexpr,
+                   G: tl.constexpr, EVEN: tl.constexpr, FAST: tl.constexpr,
+                   DEFER: tl.constexpr, EMULATE: tl.constexpr):  # fmt: skip
     """Codes of groups g0 .. g0 + G - 1 of the tile-rows, given the per-tile parameters
     tp from _tile_folded (fp from _fast_params); written to the wire. FAST: levels from
-    _levels_fast, the whole chunk redone exactly when one of its elements is near a cut."""
+    _levels_fast; an element near a cut gets its chunk redone exactly here (a block-wide
+    vote and branch), or with DEFER its 8-code group is listed in fix_ptr (count at [0], group
+    ids (tile-row * 16 + group) from [1]) for logfmt_fixup_kernel, and coded fast meanwhile."""
     KMAX: tl.constexpr = (1 << (N - 1)) - 1
     col, mask = _elements(row, tile, valid, H, g0, BT, G, EVEN)
     xb = tl.load(x_ptr + row[:, None, None] * H + col, mask=mask, other=0.0).to(tl.float32)
@@ -242,7 +256,12 @@ def _encode_groups(x_ptr, wire_ptr, C, row, tile, valid, H, ROW, MB, CODE_BYTES,
     m, inv, phi, mlow = tp
     if FAST:
         k, near = _levels_fast(xb & 0x7FFFFFFF, fp, KMAX, EMULATE)
-        if tl.max(near.to(tl.int32)) > 0:
+        if DEFER:
+            near_g = tl.max(near.to(tl.int32), axis=2) > 0  # [BT, G], within a thread
+            gid = (row * NT + tile)[:, None] * 16 + (g0 + tl.arange(0, G))[None, :]
+            slot = tl.atomic_add(fix_ptr + tl.zeros_like(gid), 1, mask=near_g, sem="relaxed")
+            tl.store(fix_ptr + 1 + slot, gid.to(tl.int32), mask=near_g)
+        elif tl.max(near.to(tl.int32)) > 0:
             k = _levels(xb & 0x7FFFFFFF, m, inv, phi, mlow, C, KMAX)
     else:
         k = _levels(xb & 0x7FFFFFFF, m, inv, phi, mlow, C, KMAX)
@@ -253,11 +272,11 @@ def _encode_groups(x_ptr, wire_ptr, C, row, tile, valid, H, ROW, MB, CODE_BYTES,
 
 
 @triton.jit
-def logfmt_encode_kernel(x_ptr, wire_ptr, C, H, NT, ROW, MB, CODE_BYTES, TOTAL,  # type: ignore[no-untyped-def]
+def logfmt_encode_kernel(x_ptr, wire_ptr, fix_ptr, C, H, NT, ROW, MB, CODE_BYTES, TOTAL,  # type: ignore[no-untyped-def]
                          N: tl.constexpr, UNIT: tl.constexpr, BT: tl.constexpr,
                          STEPS: tl.constexpr, G: tl.constexpr, EVEN: tl.constexpr,
                          ALIGNED: tl.constexpr, WIDE: tl.constexpr, FAST: tl.constexpr = True,
-                         EMULATE: tl.constexpr = False):  # fmt: skip
+                         DEFER: tl.constexpr = False, EMULATE: tl.constexpr = False):  # fmt: skip
     """Per block: the tile statistics over whole tile-rows, then the codes in 16/G chunks of
     G groups (a loop kept rolled, so registers hold only a chunk's elements while the
     per-tile float64 work is shared by all 128 elements of a tile-row)."""
@@ -270,8 +289,50 @@ def logfmt_encode_kernel(x_ptr, wire_ptr, C, H, NT, ROW, MB, CODE_BYTES, TOTAL, 
         tp = _tile_folded(step, inv, phi, m, finite, C)
         fp = _fast_params(*tp, C)
         for chunk in tl.range(0, 16 // G, loop_unroll_factor=1):
-            _encode_groups(x_ptr, wire_ptr, C, row, tile, valid, H, ROW, MB, CODE_BYTES,
-                           chunk * G, tp, fp, N, UNIT, BT, G, EVEN, FAST, EMULATE)  # fmt: skip
+            _encode_groups(x_ptr, wire_ptr, fix_ptr, C, row, tile, valid, H, NT, ROW, MB,
+                           CODE_BYTES, chunk * G, tp, fp, N, UNIT, BT, G, EVEN, FAST, DEFER,
+                           EMULATE)  # fmt: skip
+
+
+@triton.jit
+def logfmt_fixup_kernel(x_ptr, wire_ptr, fix_ptr, C, H, NT, ROW, MB, CODE_BYTES, PROGRAMS,  # type: ignore[no-untyped-def]
+                        N: tl.constexpr, UNIT: tl.constexpr, E: tl.constexpr,
+                        EVEN: tl.constexpr, ALIGNED: tl.constexpr, WIDE: tl.constexpr):  # fmt: skip
+    """Recode exactly the 8-code groups that logfmt_encode_kernel (DEFER) listed in fix_ptr:
+    E groups per step, programs striding over the list. Each group's tile parameters come
+    from the m and M already on the wire (the encoder formed them from the same float32
+    values), its levels from _levels, its n bytes overwrite the fast codes."""
+    KMAX: tl.constexpr = (1 << (N - 1)) - 1
+    count = tl.sum(tl.load(fix_ptr + tl.arange(0, 1)), axis=0)  # a 0-d scalar (interpreter too)
+    start = tl.program_id(0) * E
+    while start < count:
+        idx = start + tl.arange(0, E)
+        start += PROGRAMS * E
+        live = idx < count
+        gid = tl.load(fix_ptr + 1 + idx, mask=live, other=0)
+        if WIDE:
+            gid = gid.to(tl.int64)
+        tr = gid // 16
+        g = gid - tr * 16
+        row = tr // NT
+        tile = tr - row * NT
+        meta = row * ROW + tile * 8
+        small = load_meta(wire_ptr, meta, live, ALIGNED)
+        big = load_meta(wire_ptr, meta + 4, live, ALIGNED)
+        step, inv, phi, m = _tile_params(small, big, C, KMAX)
+        m3, inv3, phi3, mlow3 = _tile_folded(step, inv, phi, m, small == small, C)
+        col = (tile * 128 + g * 8)[:, None, None] + tl.arange(0, 8)[None, None, :]
+        if EVEN:
+            mask = tl.broadcast_to(live[:, None, None], (E, 1, 8))
+        else:
+            mask = live[:, None, None] & (col < H)
+        xb = tl.load(x_ptr + row[:, None, None] * H + col, mask=mask, other=0.0).to(tl.float32)
+        xb = xb.to(tl.int32, bitcast=True)
+        k = _levels(xb & 0x7FFFFFFF, m3, inv3, phi3, mlow3, C, KMAX)
+        code = tl.where((xb < 0) & (k > 0), k | (1 << (N - 1)), k)
+        base = row * ROW + MB + tile * (16 * N) + g * N
+        _pack_store(code, wire_ptr, base, mask, live, CODE_BYTES - tile * (16 * N) - g * N, 0,
+                    N, UNIT, EVEN)  # fmt: skip
 
 
 @triton.jit
@@ -310,10 +371,31 @@ def _load_unpack(wire_ptr, base, mask, valid, lim, N: tl.constexpr, UNIT: tl.con
 
 
 @triton.jit
+def _exp2_split(e0, y):  # type: ignore[no-untyped-def]
+    """ref_logfmt.exp2_split: float32 2^(e0 + y) for int32 e0 and float32 y >= 0 (float32
+    Horner with detmath's float32 coefficients, as float32 literals; no fma at launch)."""
+    nf = tl.floor(y + 0.5)
+    r = y - nf
+    p = r * EXP2_F32_6 + EXP2_F32_5
+    p = p * r + EXP2_F32_4
+    p = p * r + EXP2_F32_3
+    p = p * r + EXP2_F32_2
+    p = p * r + EXP2_F32_1
+    p = p * r + 1.0
+    n = e0 + nf.to(tl.int32)
+    scale = ((tl.minimum(tl.maximum(n, -125), 127) + 127) << 23).to(tl.float32, bitcast=True)
+    value = tl.minimum(p * scale * tl.where(n > 127, 2.0, 1.0), FLT_MAX_C)
+    value = tl.where(n < -125, FLT_MIN_C, value)
+    return tl.where(n > 128, FLT_MAX_C, value)
+
+
+@triton.jit
 def logfmt_decode_kernel(wire_ptr, out_ptr, C, H, NT, ROW, MB, CODE_BYTES, TOTAL,  # type: ignore[no-untyped-def]
                          N: tl.constexpr, UNIT: tl.constexpr, BT: tl.constexpr,
                          STEPS: tl.constexpr, EVEN: tl.constexpr, ALIGNED: tl.constexpr,
                          WIDE: tl.constexpr):  # fmt: skip
+    """Per tile-row the float64 step and the float32 decode constants (e0, mf, s2 of
+    ref_logfmt.logfmt_decode_params), then per element float32 work only."""
     KMAX: tl.constexpr = (1 << (N - 1)) - 1
     for step_i in range(STEPS):
         row, tile, valid = tile_rows(tl.program_id(0) * STEPS + step_i, NT, TOTAL, BT, WIDE)
@@ -322,17 +404,18 @@ def logfmt_decode_kernel(wire_ptr, out_ptr, C, H, NT, ROW, MB, CODE_BYTES, TOTAL
         small = load_meta(wire_ptr, meta, valid, ALIGNED)
         big = load_meta(wire_ptr, meta + 4, valid, ALIGNED)
         step = (big.to(tl.float64) - small.to(tl.float64)) / (KMAX - 1.0)
-        step = tl.where(step == step, step, 0.0)[:, None, None]
-        m = tl.where(small == small, small, 0.0).to(tl.float64)[:, None, None]
+        step = tl.where(step == step, step, 0.0)
+        m2 = tl.where(small == small, small, 0.0).to(tl.float64) * coef(C, I_INV_LN2)
+        e0d = tl.floor(m2)
+        mf = (m2 - e0d).to(tl.float32)[:, None, None]
+        s2 = (step * coef(C, I_INV_LN2)).to(tl.float32)[:, None, None]
+        e0 = e0d.to(tl.int32)[:, None, None]
         base = row * ROW + MB + tile * (16 * N)
         code = _load_unpack(wire_ptr, base, mask, valid, CODE_BYTES - tile * (16 * N), N, UNIT,
                             EVEN)  # fmt: skip
         k = code & KMAX
-        # float64(k) - 1.0 via the bits of 2^52 + k, exactly
-        km1 = (k.to(tl.int64) | TWO52_BITS).to(tl.float64, bitcast=True) - coef(C, I_TWO52_PLUS1)
-        mag = exp_f64(tl.where(k > 0, m + step * km1, 0.0), C)
-        mag = tl.where(mag > FLT_MAX_C, FLT_MAX_C, mag).to(tl.float32)
-        mag = tl.where(k > 0, mag, 0.0)
+        y = mf + s2 * (tl.maximum(k, 1) - 1).to(tl.float32)
+        mag = tl.where(k > 0, _exp2_split(e0, y), 0.0)
         mag = tl.where((code >> (N - 1)) > 0, -mag, mag)
         mag = tl.where((small == small)[:, None, None], mag, float("nan"))
         tl.store(out_ptr + row[:, None, None] * H + col, mag, mask=mask)

@@ -7,8 +7,10 @@ unaligned rows and every packing unit), special values, LogFMT values on and bes
 rounding cut (where any inexact ln would pick the wrong level), FP8 quotients on and beside
 every rounding cut and at the sign-of-zero threshold (where a quotient off by an ulp picks
 the wrong code), LogFMT values just inside the fast path's tolerance (a tolerance half as
-wide fails), the previous (fast=False) encoders, the tile_once LogFMT encoders (group
-"once"), every launch shape the tuner sweeps, all 256 FP8 codes, and the int64 offset path.
+wide fails), the previous (fast=False) encoders, the deferring LogFMT encoders (group
+"defer": near-cut groups listed and recoded by a second kernel, which must have work to do
+on the tolerance inputs), every launch shape the tuner sweeps, all 256 FP8 codes, and the
+int64 offset path.
 Skipped where Triton is missing.
 """
 
@@ -34,7 +36,7 @@ CODECS = ("fp8_e4m3", "fp8_e5m2", "fp8_e4m3_pow2", "fp8_e5m2_pow2",
 # (tokens, hidden): 300 and 129 leave a short last tile and rows that are not 4-byte
 # multiples; 256/384 give aligned rows (float32 metadata words, 32/16-bit code pieces).
 SHAPES = ((1, 1), (3, 129), (5, 300), (4, 256), (2, 384), (2, 1000))
-GROUPS = ("random", "special", "configs", "table", "wide", "cuts", "tolerance", "previous", "once")
+GROUPS = ("random", "special", "configs", "table", "wide", "cuts", "tolerance", "previous", "defer")
 
 
 def random_input(rng: np.random.Generator, tokens: int, hidden: int) -> np.ndarray:
@@ -74,13 +76,13 @@ def run_checks() -> dict[str, list[str]]:
     rng = np.random.default_rng(7)
     fails: dict[str, list[str]] = {k: [] for k in GROUPS}
 
-    def check(group: str, name: str, x: torch.Tensor, config=None, fast=True, once=False) -> None:  # type: ignore[no-untyped-def]
+    def check(group: str, name: str, x: torch.Tensor, config=None, fast=True, defer=None) -> None:  # type: ignore[no-untyped-def]
         spec = codecs.parse(name)
         ref = codecs.get(name, impl="numpy")
         wire = ref.encode(x)
-        got = tk.encode(spec, x, config, fast=fast, tile_once=once)
+        got = tk.encode(spec, x, config, fast=fast, defer=defer)
         label = (f"{name} {tuple(x.shape)} {x.dtype} {config.label if config else 'default'} "
-                 f"fast={fast} once={once}")  # fmt: skip
+                 f"fast={fast} defer={defer}")  # fmt: skip
         if not torch.equal(got, wire):
             fails[group].append(f"{label} encode: {int((got != wire).sum())} bytes differ")
         want = ref.decode(wire, *x.shape).view(torch.int32)
@@ -114,42 +116,49 @@ def run_checks() -> dict[str, list[str]]:
         want = codecs.get(name, impl="numpy").decode(wire, 1, 256).view(torch.int32)
         if not torch.equal(tk.decode(codecs.parse(name), wire, 1, 256).view(torch.int32), want):
             fails["table"].append(f"{name}: some of the 256 codes decode differently")
-    check_once(check, rng)
+    check_defer(check, rng, fails["defer"])
     tk.INT32_LIMIT = 0  # force int64 offsets
     tk._shape_args.cache_clear()
     for name in ("fp8_e5m2", "logfmt10", "logfmt16"):
         check("wide", name, torch.from_numpy(random_input(rng, 3, 300)))
-    check("once", "logfmt10", torch.from_numpy(random_input(rng, 3, 300)), once=True)
+    check("defer", "logfmt10", torch.from_numpy(random_input(rng, 3, 300)), defer=True)
     return fails
 
 
-def check_once(check, rng: np.random.Generator) -> None:  # type: ignore[no-untyped-def]
-    """The tile_once encoder (per-tile parameters through a side buffer), exact and fast
-    levels: random shapes (short last tiles, unaligned rows; consecutive calls of one shape
-    with different inputs, so a parameter left from the previous call shows), specials
-    (all-zero tiles, one-value tiles with s = 0, subnormals, NaN/Inf tiles), bf16, LogFMT
-    cuts and fast-path tolerances, and every launch shape of the sweep (steps > 1 too)."""
+def check_defer(check, rng: np.random.Generator, fails: list[str]) -> None:  # type: ignore[no-untyped-def]
+    """The deferring fast encoder: random shapes (short last tiles, unaligned rows),
+    specials (all-zero tiles, one-value tiles with s = 0, subnormals, NaN/Inf tiles), bf16,
+    LogFMT cuts and fast-path tolerances, every launch shape of the sweep (steps > 1 too),
+    consecutive calls of one shape (a count left from the previous call shows). Without its
+    second kernel the tolerance inputs must come out wrong: the list really carries them."""
     import torch
 
+    from collectives import codecs
     from collectives.codecs import ref_logfmt
     from collectives.codecs import triton_kernels as tk
     from collectives.codecs.triton_logfmt import LG2_ERR
 
-    for fast in (True, False):
-        for name in ("logfmt8", "logfmt10"):
-            bits = int(name[6:])
-            inputs = [random_input(rng, t, h) for t, h in SHAPES]
-            inputs += [random_input(rng, 10, 300), special_input(), ref_logfmt.cut_input(bits)]
-            inputs += [ref_logfmt.tolerance_input(bits, LG2_ERR.value, z) for z in (False, True)]
-            for x in inputs:
-                check("once", name, torch.from_numpy(x), fast=fast, once=True)
-            check("once", name, torch.from_numpy(special_input()[:, :129]).bfloat16(), fast=fast,
-                  once=True)  # fmt: skip
-            x = torch.from_numpy(random_input(rng, 3, 1000))
-            for config in tk.sweep_configs("logfmt", "encode"):
-                check("once", name, x, config, fast=fast, once=True)
-        for name in ("logfmt4", "logfmt13", "logfmt16"):
-            check("once", name, torch.from_numpy(random_input(rng, 5, 300)), fast=fast, once=True)
+    for name in ("logfmt8", "logfmt10"):
+        bits = int(name[6:])
+        inputs = [random_input(rng, t, h) for t, h in SHAPES]
+        inputs += [random_input(rng, 10, 300), special_input(), ref_logfmt.cut_input(bits)]
+        inputs += [ref_logfmt.tolerance_input(bits, LG2_ERR.value, z) for z in (False, True)]
+        for x in inputs:
+            check("defer", name, torch.from_numpy(x), defer=True)
+        check("defer", name, torch.from_numpy(special_input()[:, :129]).bfloat16(), defer=True)
+        x = torch.from_numpy(random_input(rng, 3, 1000))
+        for config in tk.sweep_configs("logfmt", "encode"):
+            check("defer", name, x, config, defer=True)
+        x = torch.from_numpy(ref_logfmt.tolerance_input(bits, LG2_ERR.value, False))
+        launch, tk._launch_fixup = tk._launch_fixup, lambda *args: None
+        try:
+            unfixed = tk.encode(codecs.parse(name), x, defer=True)
+        finally:
+            tk._launch_fixup = launch
+        if torch.equal(unfixed, codecs.get(name, impl="numpy").encode(x)):
+            fails.append(f"{name}: the tolerance input came out right without the fixup kernel")
+    for name in ("logfmt4", "logfmt13", "logfmt16"):
+        check("defer", name, torch.from_numpy(random_input(rng, 5, 300)), defer=True)
 
 
 @pytest.fixture(scope="module")
@@ -173,14 +182,16 @@ def test_triton_kernels_match_the_reference_under_the_interpreter(
     assert failures[group] == [], "\n".join(failures[group][:20])
 
 
-def test_tile_once_is_a_logfmt_variant_only() -> None:
+def test_defer_is_a_variant_of_the_fast_logfmt_encoder_only() -> None:
     import torch
 
     from collectives import codecs
     from collectives.codecs import triton_kernels as tk
 
-    with pytest.raises(ValueError, match="fp8_e4m3 has none"):
-        tk.encode(codecs.parse("fp8_e4m3"), torch.ones(1, 128), tile_once=True)
+    with pytest.raises(ValueError, match="fp8_e4m3 .fast=True. has none"):
+        tk.encode(codecs.parse("fp8_e4m3"), torch.ones(1, 128), defer=True)
+    with pytest.raises(ValueError, match="logfmt8 .fast=False. has none"):
+        tk.encode(codecs.parse("logfmt8"), torch.ones(1, 128), fast=False, defer=True)
 
 
 def test_the_sweep_and_the_defaults_are_valid_launch_shapes() -> None:

@@ -58,6 +58,16 @@ def register(sub: Any) -> None:
         help="alltoall with --codec: pipeline encode, transfer and decode over K chunks "
         "(separate CUDA streams on GPUs)",
     )
+    xg.add_argument(
+        "--codec-fused",
+        nargs="?",
+        const="auto",
+        default=None,
+        metavar="MAPPING",
+        help="alltoall with --codec on CUDA ranks of one node: encode straight into the "
+        "peers' receive buffers over NVLink, one device barrier, decode locally; MAPPING "
+        "auto (default: torch symmetric memory, else CUDA IPC), symmetric-memory or cuda-ipc",
+    )
     moe = run_setup.moe_options()
     if moe is not None:
         moe.add_moe_arguments(p)
@@ -172,10 +182,23 @@ def execute(args: argparse.Namespace, sizes: list[int], timing: Timing) -> list[
         status, message = "error", str(exc)
         raise
     except (CommError, RuntimeError) as exc:
-        status, message = "error", _first_line(exc)
+        status, message = "error", _first_line(exc) + _fused_hint(args, exc)
         raise UsageError(f"rank {comm.rank}: {message}", exit_code=1) from None
     finally:
         session.close(status, message)
+
+
+def _fused_hint(args: argparse.Namespace, exc: BaseException) -> str:
+    """A CUDA error under --codec-fused is most likely its device barrier giving up."""
+    if getattr(args, "codec_fused", None) is None or "CUDA" not in str(exc):
+        return ""
+    from collectives.backends.peer_memory import barrier_timeout_ms
+
+    limit_s = barrier_timeout_ms(args.timeout) / 1000
+    return (
+        f" (--codec-fused: the device barrier traps when a peer does not arrive within "
+        f"{limit_s:g} s, half of -T; a [FATAL] line above names the ranks)"
+    )
 
 
 def _first_line(exc: BaseException) -> str:

@@ -2,7 +2,8 @@
 # Check and time epbench on a GPU machine in one call, beside nccl-tests built there.
 #
 #   bash bench/gpu/run_device.sh PART...
-#   PART: env nccltestsbuild nccltests fixtures core pyloop pipelined mpireplay loopnoalign
+#   PART: env nccltestsbuild nccltests fixtures core pyloop pipelined fused fusedpaths mpireplay
+#         loopnoalign
 #         transports ncclexp probe timeline
 #         codecs compressed moe deepepbuild deepep pack
 #
@@ -188,6 +189,39 @@ part_pipelined() {
         -o "$OUT/pipe-$codec-$k.jsonl" --overwrite 2>&1 | grep -E '^ +[0-9]|rror'
     done
   done
+}
+
+part_fused() {
+  # BF16, then bf16 / fp8_e4m3 / logfmt8 unfused and fused (--codec-fused: encode into the
+  # peers' mapped receive buffers, device barrier, local decode), 4096 tokens x 7168 per
+  # rank, each point as `epbench run -G 1` times it (graph replay and loop), in one process
+  # group (bench/gpu/fused_gpu.py); then the same option through the CLI once.
+  section "fused compressed alltoall ($NGPU GPUs, one process group)"
+  timeout -k 10 "${FUSED_TIMEOUT:-200}" python3 -m torch.distributed.run --standalone \
+    --nproc-per-node "$NGPU" bench/gpu/fused_gpu.py --backend "${FUSED_BACKEND:-torch-nccl}" \
+    --size 56M --codecs "${FUSED_CODECS:-bf16,fp8_e4m3,logfmt8}" --iters 20 --warmup 5 \
+    --out "$OUT/fused.jsonl" 2>&1 | grep -vE '^\s*$|OMP_NUM_THREADS|^\*+$' | tee "$OUT/fused.log"
+  section "epbench run alltoall --codec fp8_e4m3 --codec-fused (CLI, torch-nccl)"
+  timeout -k 10 90 python3 -m bench run alltoall --backend torch-nccl --np "$NGPU" -b 56M \
+    -e 56M -d bfloat16 --codec fp8_e4m3 --codec-fused -n 20 -w 5 -G 1 \
+    -o "$OUT/fused-cli.jsonl" --overwrite 2>&1 | grep -E '^ +[0-9]|rror|Out of'
+}
+
+part_fusedpaths() {
+  # The other ways in: CUDA IPC handles instead of symmetric memory, the CuPy nccl
+  # backend, and a peer that never reaches the barrier (-T 20: the barrier gives up at 10 s).
+  section "fused via CUDA IPC (fp8_e4m3, one process group)"
+  timeout -k 10 90 python3 -m torch.distributed.run --standalone --nproc-per-node "$NGPU" \
+    bench/gpu/fused_gpu.py --size 56M --codecs fp8_e4m3 --mapping cuda-ipc \
+    --out "$OUT/fused-ipc.jsonl" 2>&1 | grep -E 'fused|unfused|no codec|rror'
+  section "a peer that hangs before the fused barrier"
+  timeout -k 10 60 python3 -m bench run alltoall --backend torch-nccl --np "$NGPU" -b 56M \
+    -e 56M -d bfloat16 --codec fp8_e4m3 --codec-fused -n 5 -w 1 -T 20 \
+    --inject-fault hang:1:0 2>&1 | grep -vE '^\s*$' | tail -12
+  section "epbench run --codec-fused on the nccl backend"
+  timeout -k 10 90 "${MPIRUN[@]}" python3 -m bench run alltoall --backend nccl -b 56M -e 56M \
+    -d bfloat16 --codec fp8_e4m3 --codec-fused -n 20 -w 5 -G 1 2>&1 \
+    | grep -E '^ +[0-9]|rror|Out of'
 }
 
 part_mpireplay() {

@@ -107,6 +107,10 @@ class NcclComm:
         self._alltoall = self._lib is not None and self._lib.has(nccl_native.ALL_TO_ALL)
         self._recording: list[tuple[nccl_native.NativeCall, ...] | None] | None = None
 
+    def store(self) -> Any:
+        """The torch.distributed TCPStore the ranks bootstrapped through."""
+        return self._store
+
     # ---- facts and buffers ----------------------------------------------------------------
     def facts(self) -> dict[str, Any]:
         cupy = self._cupy

@@ -109,6 +109,10 @@ class TorchComm:
             self._host_group = dist.new_group(backend="gloo")
         return self._host_group
 
+    def process_group(self) -> Any:
+        """The c10d group of this communicator (None: the default group)."""
+        return self._group
+
     def facts(self) -> dict[str, Any]:
         facts: dict[str, Any] = {
             "backend": self.backend,

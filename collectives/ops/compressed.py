@@ -8,6 +8,8 @@ the payload dtype (logical bytes), so algbw compares directly with the uncompres
 `check` compares the decoded tokens bit for bit with the codec applied locally to the
 sender's tokens. `extra` reports logical, payload and wire bytes and times the three
 phases separately (encode, transfer of the wire bytes, decode), untimed by the runner.
+`fused=True` (alltoall on CUDA ranks of one node) encodes straight into the peers' mapped
+receive buffers instead (compressed_fused.py); its phases are encode+transfer and decode.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ import numpy as np
 import torch
 
 from collectives import codecs
+from collectives.backends import peer_memory
 from collectives.backends.base import Comm
+from collectives.ops import compressed_fused as fused
 from collectives.ops import compressed_pipeline as pipe
 from collectives.ops.base import Buffers, Collective, Sizes, elem_bytes, ring_matrix
 
@@ -81,6 +85,9 @@ class Compressed(Collective):
         hidden: int = DEFAULT_HIDDEN,
         impl: str = "auto",
         chunks: int = 1,
+        fused: bool = False,
+        peer_mapping: str = "auto",
+        timeout_s: float = 300.0,
     ) -> None:
         if base.name not in LAYOUTS:
             raise ValueError(
@@ -93,7 +100,15 @@ class Compressed(Collective):
                 f"--codec-chunks {chunks}: must be >= 1, and above 1 only for alltoall "
                 f"(not {base.name})"
             )
+        if fused and (base.name != "alltoall" or chunks != 1):
+            raise ValueError(
+                f"--codec-fused works with alltoall and one chunk, not {base.name} with "
+                f"--codec-chunks {chunks}"
+            )
         self.chunks = chunks
+        self.fused, self.timeout_s = fused, timeout_s
+        self.peer_mapping = peer_memory.check_mapping(peer_mapping)
+        self._peer: Any = None  # the mapped receive buffers, reused while large enough
         super().__init__(seed=base.seed)
         self.base = base
         self.name = base.name  # type: ignore[misc]
@@ -160,7 +175,23 @@ class Compressed(Collective):
             state["pipeline"] = pipe.Pipeline(
                 comm, chunked, self._encode_into, self._decode_rows, self.codec_wire_bytes
             )
+        if self.fused:
+            x_t = as_torch(send, dtype).view(sent, self.hidden)
+            state["fused"] = self._fused_send(comm, x_t)
+            wire_recv = state["fused"].received()
         return Buffers(sizes=s, dtype=dtype, send=send, recv=wire_recv, state=state)
+
+    def _fused_send(self, comm: Comm, x: torch.Tensor) -> fused.FusedSend:
+        """Map every rank's receive buffer here (once, grown when a larger size needs it)."""
+        per_block = x.shape[0] // comm.world
+        block_bytes = self.codec_wire_bytes(per_block)
+        num_bytes = comm.world * block_bytes
+        if self._peer is None or self._peer.num_bytes < num_bytes:
+            self._peer = peer_memory.open_peer_buffer(
+                comm, num_bytes, x.device, self.timeout_s, self.peer_mapping
+            )
+        block_routes = fused.routes(comm.rank, comm.world, per_block, block_bytes)
+        return fused.FusedSend(self._peer, x, block_routes, self.codec.encode)
 
     def _encode(self, bufs: Buffers) -> Any:
         x = as_torch(bufs.send, bufs.dtype).view(bufs.state["sent"], self.hidden)
@@ -194,6 +225,12 @@ class Compressed(Collective):
         pipeline = bufs.state.get("pipeline")
         if pipeline is not None:
             pipeline.run()
+            return
+        fused_send = bufs.state.get("fused")
+        if fused_send is not None:
+            with on_comm_stream(comm):  # barriers and kernels in one stream order
+                fused_send.run()
+                bufs.state["decoded"] = self._decode(bufs)
             return
         with on_comm_stream(comm):
             wire = self._encode(bufs)
@@ -242,22 +279,37 @@ class Compressed(Collective):
             wire = self._encode(bufs)
         comm.synchronize()
 
-        def encode() -> None:
-            with on_comm_stream(comm):
-                self._encode(bufs)
+        def on_stream(fn: Callable[[], Any], after_transfer: bool = False) -> Callable[[], None]:
+            def call() -> None:
+                with on_comm_stream(comm, after_transfer):
+                    fn()
 
-        def decode() -> None:
-            with on_comm_stream(comm, after_transfer=True):
-                self._decode(bufs)
+            return call
 
-        times = {
-            "encode_s": self._time(comm, encode, num_iters),
-            "transfer_s": self._time(comm, lambda: self._transfer(comm, wire, bufs), num_iters),
-            "decode_s": self._time(comm, decode, num_iters),
-        }
+        fused_send = bufs.state.get("fused")
+        if fused_send is not None:  # the encoder's stores are the transfer: two phases
+            phases: dict[str, Callable[[], Any]] = {
+                "encode_transfer_s": on_stream(fused_send.run),
+                "decode_s": on_stream(lambda: self._decode(bufs)),
+            }
+            how = {
+                "transfer": "fused-nvlink",
+                "peer_mapping": self._peer.mapping,
+                "peer_mapping_note": self._peer.note,
+                "barriers_per_iter": fused.BARRIERS_PER_ITER,
+            }
+        else:
+            phases = {
+                "encode_s": on_stream(lambda: self._encode(bufs)),
+                "transfer_s": lambda: self._transfer(comm, wire, bufs),
+                "decode_s": on_stream(lambda: self._decode(bufs), after_transfer=True),
+            }
+            how = {"transfer": "collective"}
+        times = {name: self._time(comm, fn, num_iters) for name, fn in phases.items()}
         medians = {k.replace("_s", "_median_s"): statistics.median(v) for k, v in times.items()}
         return {
             **self.byte_counts(comm, bufs, wire, sent, received),
+            **how,
             **times,
             **medians,
             "phases_sum_median_s": sum(medians.values()),

@@ -1,0 +1,263 @@
+"""Receive buffers that every rank of one node can write into, and a device-side barrier.
+
+A fused all-to-all (collectives/ops/compressed_fused.py) has each sender's kernels store
+straight into its peers' receive buffers over NVLink. This module gives it one such buffer
+per rank, mapped into every other rank's address space, plus a stream-ordered barrier
+among the ranks that carries a timeout. Two mappings:
+
+- `symmetric-memory`: torch's own (`torch.distributed._symmetric_memory`: `empty`,
+  `rendezvous`, `get_buffer`, and its `barrier(channel, timeout_ms)` kernel: one thread per
+  peer puts a flag into the peer's signal pad with release semantics and takes the peer's
+  flag from its own pad with acquire semantics, at system scope; on timeout it prints which
+  rank it waited for and traps, so the next synchronization raises a CUDA error).
+- `cuda-ipc`: CUDA IPC handles (`cudaIpcGetMemHandle` / `cudaIpcOpenMemHandle` through CuPy)
+  exchanged with the communicator's `gather_object`, and the same barrier protocol as a
+  small CUDA kernel of our own (compiled by CuPy), for builds without symmetric memory.
+
+`auto` takes symmetric memory and falls back to CUDA IPC when every rank could not set it
+up. Only CUDA backends of one node qualify (`fused_unsupported`); the rest of epbench never
+sees which mapping runs except through `PeerBuffer.mapping`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+FUSED_BACKENDS = ("torch-nccl", "nccl")
+"""Backends whose ranks are CUDA devices that can map each other's memory."""
+MAPPINGS = ("auto", "symmetric-memory", "cuda-ipc")
+NUM_CHANNELS = 4
+"""Barrier channels offered (the fused all-to-all uses two)."""
+
+
+class PeerBuffer(Protocol):
+    """One uint8 buffer per rank, every rank's mapped here; see the module docstring."""
+
+    mapping: str
+    num_bytes: int
+    note: str
+
+    def local(self) -> torch.Tensor:
+        """This rank's own buffer (what the peers write into)."""
+        ...
+
+    def view(self, peer: int, offset_bytes: int, num_bytes: int) -> torch.Tensor:
+        """Bytes [offset, offset + num_bytes) of `peer`'s buffer as a tensor on this device."""
+        ...
+
+    def barrier(self, channel: int) -> None:
+        """Every rank's stream reaches this point before any goes on (current stream)."""
+        ...
+
+
+def fused_unsupported(backend: str, num_nodes: int, device: str = "cuda") -> str | None:
+    """Why a fused (peer-mapped) all-to-all cannot run on these ranks, or None."""
+    if backend not in FUSED_BACKENDS or not device.startswith("cuda"):
+        return (
+            f"--codec-fused needs CUDA ranks on one node (--backend torch-nccl or nccl, "
+            f"GPUs that map each other's memory); got --backend {backend} on {device}"
+        )
+    if num_nodes > 1:
+        return (
+            f"--codec-fused maps the peers' memory over NVLink, so all ranks must share one "
+            f"node; these ranks span {num_nodes} nodes (drop --gpus-per-node, or run on one host)"
+        )
+    return None
+
+
+def check_mapping(mapping: str) -> str:
+    if mapping not in MAPPINGS:
+        raise ValueError(f"--codec-fused {mapping!r}: choose one of {', '.join(MAPPINGS)}")
+    return mapping
+
+
+def barrier_timeout_ms(timeout_s: float) -> int:
+    """The device barrier's timeout: half the run's collective timeout (-T), at least 1 s,
+    so a peer that never arrives is named by the barrier before the watchdog ends the rank."""
+    return max(1000, int(timeout_s * 500))
+
+
+def open_peer_buffer(
+    comm: Any, num_bytes: int, device: torch.device, timeout_s: float, mapping: str = "auto"
+) -> Any:
+    """A `PeerBuffer` of `num_bytes` per rank on `device` for `comm`'s ranks (a collective
+    call: every rank calls it with the same size). ValueError where they cannot map."""
+    why = fused_unsupported(comm.backend, comm.num_nodes, str(comm.device))
+    if why is not None:
+        raise ValueError(why)
+    with torch.cuda.device(device):
+        return _open(comm, num_bytes, device, timeout_s, check_mapping(mapping))
+
+
+def _open(comm: Any, num_bytes: int, device: torch.device, timeout_s: float, mapping: str) -> Any:
+    timeout_ms = barrier_timeout_ms(timeout_s)
+    errors: list[str] = []
+    if mapping in ("auto", "symmetric-memory"):
+        try:
+            buf: Any = SymmetricPeerBuffer(comm, num_bytes, device, timeout_ms)
+            error = ""
+        except (ImportError, RuntimeError, AttributeError, TypeError, ValueError) as exc:
+            buf, error = None, f"rank {comm.rank}: {str(exc).strip().splitlines()[0]}"
+        errors = [e for e in comm.gather_object(error) if e]
+        if not errors:
+            return buf
+        if mapping == "symmetric-memory":
+            raise ValueError(f"--codec-fused symmetric-memory: {errors[0]}")
+    try:
+        ipc = IpcPeerBuffer(comm, num_bytes, device, timeout_ms)
+    except ImportError as exc:
+        before = f" (symmetric memory: {errors[0]})" if errors else ""
+        raise ValueError(f"--codec-fused cuda-ipc needs CuPy: {exc}{before}") from None
+    ipc.note = f"symmetric memory unavailable: {errors[0]}" if errors else ""
+    return ipc
+
+
+# ---- torch's symmetric memory --------------------------------------------------------------
+def _symm_group(comm: Any) -> Any:
+    """The group name symmetric memory rendezvous over: torch-nccl's process group, or, for
+    the CuPy `nccl` backend, a name registered over its TCPStore."""
+    import torch.distributed as dist
+    import torch.distributed._symmetric_memory as symm_mem
+
+    if comm.backend == "torch-nccl":
+        group = comm.process_group() or dist.group.WORLD
+        enable = getattr(symm_mem, "enable_symm_mem_for_group", None)
+        if enable is not None:
+            enable(group.group_name)
+        return group
+    from torch._C._distributed_c10d import _SymmetricMemory
+
+    name = f"epbench-nccl-{comm.world}"
+    store = dist.PrefixStore(f"symmetric_memory-{name}", comm.store())
+    _SymmetricMemory.set_group_info(name, comm.rank, comm.world, store)
+    return name
+
+
+class SymmetricPeerBuffer:
+    """A buffer from torch's symmetric memory; barriers are its `barrier` kernel."""
+
+    mapping = "symmetric-memory"
+    note = ""
+
+    def __init__(self, comm: Any, num_bytes: int, device: torch.device, timeout_ms: int) -> None:
+        import torch.distributed._symmetric_memory as symm_mem
+
+        self.num_bytes, self.timeout_ms = num_bytes, timeout_ms
+        self._tensor = symm_mem.empty(num_bytes, dtype=torch.uint8, device=device)
+        self._handle = symm_mem.rendezvous(self._tensor, _symm_group(comm))
+        self.rank = comm.rank
+
+    def local(self) -> torch.Tensor:
+        return self._tensor
+
+    def view(self, peer: int, offset_bytes: int, num_bytes: int) -> torch.Tensor:
+        if peer == self.rank:
+            return self._tensor[offset_bytes : offset_bytes + num_bytes]
+        view: torch.Tensor = self._handle.get_buffer(peer, (num_bytes,), torch.uint8, offset_bytes)
+        return view
+
+    def barrier(self, channel: int) -> None:
+        self._handle.barrier(channel=channel, timeout_ms=self.timeout_ms)
+
+
+# ---- CUDA IPC handles and our own barrier kernel -------------------------------------------
+_BARRIER_SOURCE = r"""
+extern "C" __global__ void epbench_peer_barrier(
+    const unsigned long long* pads, int channel, int rank, int world,
+    unsigned long long timeout_ns) {
+  // pads[r]: rank r's signal pad, mapped here; word [channel * world + src] is src's flag.
+  int peer = threadIdx.x;
+  if (peer >= world || peer == rank) return;
+  unsigned int* put = (unsigned int*)pads[peer] + channel * world + rank;
+  unsigned int* take = (unsigned int*)pads[rank] + channel * world + peer;
+  unsigned long long start, now;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(start));
+  unsigned int old;
+  // release: every write this GPU made before (earlier kernels on the stream) is visible
+  // to the peer once it sees the flag; 0 -> 1 waits until the peer took the previous one
+  do {
+    asm volatile("atom.release.sys.global.cas.b32 %0, [%1], 0, 1;"
+                 : "=r"(old) : "l"(put) : "memory");
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now));
+    if (old != 0 && now - start > timeout_ns) {
+      printf("[FATAL] epbench peer barrier: rank %d could not signal rank %d on channel %d "
+             "within %llu ms\n", rank, peer, channel, timeout_ns / 1000000ull);
+      asm volatile("trap;");
+    }
+  } while (old != 0);
+  // acquire: the peer's writes before its flag are visible to this GPU's later kernels
+  do {
+    asm volatile("atom.acquire.sys.global.cas.b32 %0, [%1], 1, 0;"
+                 : "=r"(old) : "l"(take) : "memory");
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now));
+    if (old != 1 && now - start > timeout_ns) {
+      printf("[FATAL] epbench peer barrier: rank %d waited for rank %d on channel %d "
+             "for %llu ms\n", rank, peer, channel, timeout_ns / 1000000ull);
+      asm volatile("trap;");
+    }
+  } while (old != 1);
+}
+"""
+_PAD_ALIGN = 256
+
+
+class IpcPeerBuffer:
+    """cudaMalloc'd buffer plus signal pad per rank, mapped through CUDA IPC handles."""
+
+    mapping = "cuda-ipc"
+    note = ""
+    """Why `auto` fell back to CUDA IPC (empty when asked for directly)."""
+
+    def __init__(self, comm: Any, num_bytes: int, device: torch.device, timeout_ms: int) -> None:
+        import cupy
+
+        self._cupy, self.num_bytes, self.rank, self.world = cupy, num_bytes, comm.rank, comm.world
+        self.timeout_ns = timeout_ms * 1_000_000
+        self._index = device.index
+        runtime = cupy.cuda.runtime
+        self._pad_offset = -(-num_bytes // _PAD_ALIGN) * _PAD_ALIGN
+        total = self._pad_offset + NUM_CHANNELS * comm.world * 4
+        with cupy.cuda.Device(self._index):
+            self._ptr = runtime.malloc(total)
+            runtime.memset(self._ptr + self._pad_offset, 0, total - self._pad_offset)
+            runtime.deviceSynchronize()
+            handles = comm.gather_object(bytes(runtime.ipcGetMemHandle(self._ptr)))
+            self._bases = [
+                self._ptr if r == self.rank else runtime.ipcOpenMemHandle(h, 1)  # lazy peer access
+                for r, h in enumerate(handles)
+            ]
+            self._kernel = cupy.RawKernel(_BARRIER_SOURCE, "epbench_peer_barrier")
+            self._kernel.compile()
+        pads = [base + self._pad_offset for base in self._bases]
+        self._pads = torch.tensor(pads, dtype=torch.int64, device=device)
+        self._streams: dict[int, Any] = {}
+        comm.barrier()  # every pad is zero before any rank can signal into it
+
+    def _wrap(self, ptr: int, num_bytes: int) -> torch.Tensor:
+        cupy = self._cupy
+        mem = cupy.cuda.UnownedMemory(ptr, num_bytes, self, device_id=self._index)
+        array = cupy.ndarray((num_bytes,), cupy.uint8, cupy.cuda.MemoryPointer(mem, 0))
+        return torch.from_dlpack(array)
+
+    def local(self) -> torch.Tensor:
+        return self._wrap(self._ptr, self.num_bytes)
+
+    def view(self, peer: int, offset_bytes: int, num_bytes: int) -> torch.Tensor:
+        return self._wrap(self._bases[peer] + offset_bytes, num_bytes)
+
+    def barrier(self, channel: int) -> None:
+        cupy = self._cupy
+        handle = torch.cuda.current_stream().cuda_stream
+        stream = self._streams.get(handle)
+        if stream is None:
+            stream = self._streams[handle] = cupy.cuda.ExternalStream(handle)
+        threads = max(32, -(-self.world // 32) * 32)
+        with stream:
+            self._kernel(
+                (1,), (threads,),
+                (np.uint64(self._pads.data_ptr()), np.int32(channel), np.int32(self.rank),
+                 np.int32(self.world), np.uint64(self.timeout_ns)),
+            )  # fmt: skip

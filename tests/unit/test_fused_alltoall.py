@@ -1,0 +1,220 @@
+"""The fused compressed all-to-all (--codec-fused) without GPUs: where each block goes, the
+whole exchange run by threads posing as ranks over shared CPU buffers, and the one-line
+errors for every setup that cannot map peer memory."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from collectives import ops
+from collectives.backends import peer_memory
+from collectives.ops import compressed_fused as fused
+from collectives.ops.compressed import Compressed
+
+HIDDEN = 300  # three tiles, the last one short
+
+
+def test_routes_start_after_self_and_end_with_the_local_block() -> None:
+    got = fused.routes(rank=1, world=3, per_block=2, block_bytes=10)
+    assert [r.dst for r in got] == [2, 0, 1]
+    assert [(r.token_start, r.token_stop) for r in got] == [(4, 6), (0, 2), (2, 4)]
+    assert {(r.offset_bytes, r.num_bytes) for r in got} == {(10, 10)}
+
+
+@pytest.mark.parametrize("world", [1, 2, 5])
+def test_routes_fill_every_receive_buffer_exactly_once(world: int) -> None:
+    per_block, block_bytes = 3, 7
+    written = np.zeros((world, world * block_bytes), dtype=np.int64)
+    for src in range(world):
+        mine = fused.routes(src, world, per_block, block_bytes)
+        tokens = sorted(t for r in mine for t in range(r.token_start, r.token_stop))
+        assert tokens == list(range(world * per_block))  # every token sent once
+        for r in mine:
+            written[r.dst, r.offset_bytes : r.offset_bytes + r.num_bytes] += 1
+            assert r.offset_bytes == src * block_bytes  # sender order, as NCCL leaves it
+    assert (written == 1).all()
+
+
+@pytest.mark.parametrize(("rank", "world", "per_block"), [(2, 2, 1), (-1, 2, 1), (0, 2, 0)])
+def test_routes_reject_impossible_layouts(rank: int, world: int, per_block: int) -> None:
+    with pytest.raises(ValueError, match="routes: rank"):
+        fused.routes(rank, world, per_block, 8)
+
+
+# ---- the whole exchange: one thread per rank, buffers shared in this process ----------------
+class SharedPeers:
+    """Receive buffers of `world` ranks in one process; a barrier is a threading barrier."""
+
+    def __init__(self, world: int, num_bytes: int) -> None:
+        self.buffers = [torch.zeros(num_bytes, dtype=torch.uint8) for _ in range(world)]
+        self.meet = threading.Barrier(world, timeout=30)
+        self.calls: list[tuple[int, int]] = []
+
+
+class FakePeerBuffer:
+    mapping, note = "fake", ""
+
+    def __init__(self, shared: SharedPeers, rank: int) -> None:
+        self.shared, self.rank = shared, rank
+        self.num_bytes = shared.buffers[0].numel()
+
+    def local(self) -> torch.Tensor:
+        return self.shared.buffers[self.rank]
+
+    def view(self, peer: int, offset_bytes: int, num_bytes: int) -> torch.Tensor:
+        return self.shared.buffers[peer][offset_bytes : offset_bytes + num_bytes]
+
+    def barrier(self, channel: int) -> None:
+        self.shared.calls.append((self.rank, channel))
+        self.shared.meet.wait()
+
+
+class CpuComm:
+    """The little of `Comm` the op's make_inputs / run / check touch."""
+
+    backend, device, stream, num_nodes = "torch-nccl", "cpu", None, 1
+
+    def __init__(self, rank: int, world: int) -> None:
+        self.rank, self.world = rank, world
+
+    def from_numpy(self, array: np.ndarray, dtype: str) -> torch.Tensor:
+        torch_dtype = torch.bfloat16 if dtype == "bfloat16" else torch.float32
+        return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float64)).to(torch_dtype)
+
+    def empty(self, count: int, dtype: str) -> torch.Tensor:
+        return torch.empty(count, dtype=torch.uint8)
+
+    def synchronize(self) -> None:
+        return None
+
+
+def exchange(
+    world: int, codec: str, dtype: str, monkeypatch: pytest.MonkeyPatch, num_runs: int = 2
+) -> tuple[list[int], SharedPeers, list[Any]]:
+    per_block = 3
+    size = world * per_block * HIDDEN * (2 if dtype == "bfloat16" else 4)  # per_block per peer
+    op_of = [
+        Compressed(ops.get("alltoall", seed=5), codec, hidden=HIDDEN, impl="torch", fused=True)
+        for _ in range(world)
+    ]
+    num_bytes = world * op_of[0].codec_wire_bytes(per_block)
+    shared = SharedPeers(world, num_bytes)
+    opened: list[tuple[int, int]] = []
+
+    def fake_open(comm: Any, nbytes: int, device: Any, timeout_s: float, mapping: str) -> Any:
+        opened.append((comm.rank, nbytes))
+        return FakePeerBuffer(shared, comm.rank)
+
+    monkeypatch.setattr(peer_memory, "open_peer_buffer", fake_open)
+    comms = [CpuComm(r, world) for r in range(world)]
+    bufs = [op_of[r].make_inputs(comms[r], size, dtype) for r in range(world)]
+    assert sorted(opened) == [(r, num_bytes) for r in range(world)]
+
+    def rank_main(r: int) -> None:
+        for _ in range(num_runs):
+            op_of[r].run(comms[r], bufs[r])
+
+    threads = [threading.Thread(target=rank_main, args=(r,)) for r in range(world)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    wrong = [op_of[r].check(comms[r], bufs[r]) for r in range(world)]
+    return wrong, shared, bufs
+
+
+@pytest.mark.parametrize(
+    ("world", "codec", "dtype"),
+    [(2, "fp8_e4m3", "bfloat16"), (3, "logfmt8", "float32"), (4, "bf16", "bfloat16")],
+)
+def test_fused_exchange_decodes_what_every_sender_meant(
+    world: int, codec: str, dtype: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wrong, shared, bufs = exchange(world, codec, dtype, monkeypatch)
+    assert wrong == [0] * world
+    for r in range(world):  # every run: FREE, then the encodes, then FULL
+        assert [c for rank, c in shared.calls if rank == r] == [fused.FREE, fused.FULL] * 2
+    assert bufs[0].recv.data_ptr() == shared.buffers[0].data_ptr()  # decode reads in place
+
+
+def test_a_block_written_to_the_wrong_slot_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    def swapped(rank: int, world: int, per_block: int, block_bytes: int) -> list[fused.Route]:
+        good = real(rank, world, per_block, block_bytes)
+        return [
+            fused.Route(r.dst, r.token_start, r.token_stop, (world - 1 - rank) * block_bytes,
+                        r.num_bytes)
+            for r in good
+        ]  # fmt: skip
+
+    real = fused.routes
+    monkeypatch.setattr(fused, "routes", swapped)
+    wrong, _, _ = exchange(2, "fp8_e4m3", "bfloat16", monkeypatch, num_runs=1)
+    assert all(w > 0 for w in wrong)
+
+
+# ---- setups that cannot fuse: named before anything starts --------------------------------
+def test_fused_needs_alltoall_with_one_chunk() -> None:
+    with pytest.raises(ValueError, match="works with alltoall and one chunk"):
+        Compressed(ops.get("allgather"), "bf16", fused=True)
+    with pytest.raises(ValueError, match="--codec-chunks 2"):
+        Compressed(ops.get("alltoall"), "bf16", fused=True, chunks=2)
+    with pytest.raises(ValueError, match="choose one of auto, symmetric-memory, cuda-ipc"):
+        Compressed(ops.get("alltoall"), "bf16", fused=True, peer_mapping="nvshmem")
+
+
+@pytest.mark.parametrize(
+    ("backend", "num_nodes", "device", "message"),
+    [
+        ("gloo", 1, "cpu", "needs CUDA ranks on one node"),
+        ("mpi", 1, "cuda", "got --backend mpi"),
+        ("torch-nccl", 1, "cpu", "on cpu"),
+        ("nccl", 2, "cuda", "span 2 nodes"),
+    ],
+)
+def test_unsupported_setups_say_what_is_needed(
+    backend: str, num_nodes: int, device: str, message: str
+) -> None:
+    why = peer_memory.fused_unsupported(backend, num_nodes, device)
+    assert why is not None and message in why
+    assert peer_memory.fused_unsupported("torch-nccl", 1, "cuda:1") is None
+    assert peer_memory.fused_unsupported("nccl", 1, "cuda") is None
+
+
+def test_open_refuses_cpu_ranks_before_mapping_anything() -> None:
+    with pytest.raises(ValueError, match="needs CUDA ranks on one node"):
+        peer_memory.open_peer_buffer(CpuComm(0, 2), 64, torch.device("cpu"), 10.0)
+
+
+def test_barrier_timeout_is_half_of_t_and_at_least_a_second() -> None:
+    assert peer_memory.barrier_timeout_ms(300.0) == 150_000
+    assert peer_memory.barrier_timeout_ms(0.5) == 1000
+
+
+FUSED = ["run", "alltoall", "-b", "1M", "-e", "1M", "-d", "bfloat16", "--codec-fused"]
+TWO = ["--np", "2"]
+CLI_CASES = [
+    ([*FUSED], "--codec-fused needs --codec NAME"),
+    ([*FUSED, "--codec", "fp8_e4m3", *TWO], "needs CUDA ranks"),
+    ([*FUSED, "--codec", "bf16", "--backend", "gloo"], "--backend gloo"),
+    ([*FUSED, "--codec", "bf16", "--backend", "mpi", *TWO], "got --backend mpi"),
+    ([*FUSED, "--codec", "bf16", "--backend", "torch-nccl", *TWO, "--gpus-per-node", "1"],
+     "span 2 nodes"),
+    ([*FUSED, "ipc", "--codec", "bf16", *TWO], "--codec-fused 'ipc'"),
+    ([*FUSED, "--codec", "bf16", "--codec-chunks", "2", *TWO], "one chunk"),
+    (["run", "allgather", "-d", "bfloat16", "--codec", "bf16", "--codec-fused", *TWO],
+     "not allgather"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("argv", "message"), CLI_CASES)
+def test_cli_names_what_fused_needs(argv: list[str], message: str, cli) -> None:  # type: ignore[no-untyped-def]
+    res = cli(*argv, timeout=60)
+    assert res.returncode != 0
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("epbench: error:") and message in lines[0], lines[0]

@@ -26,6 +26,8 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from collectives.backends.base import CommError
+
 FUSED_BACKENDS = ("torch-nccl", "nccl")
 """Backends whose ranks are CUDA devices that can map each other's memory."""
 MAPPINGS = ("auto", "symmetric-memory", "cuda-ipc")
@@ -84,7 +86,8 @@ def open_peer_buffer(
     comm: Any, num_bytes: int, device: torch.device, timeout_s: float, mapping: str = "auto"
 ) -> Any:
     """A `PeerBuffer` of `num_bytes` per rank on `device` for `comm`'s ranks (a collective
-    call: every rank calls it with the same size). ValueError where they cannot map."""
+    call: every rank calls it with the same size). ValueError for ranks that cannot map
+    each other (CPU, several nodes), CommError when setting the mapping up fails."""
     why = fused_unsupported(comm.backend, comm.num_nodes, str(comm.device))
     if why is not None:
         raise ValueError(why)
@@ -105,12 +108,12 @@ def _open(comm: Any, num_bytes: int, device: torch.device, timeout_s: float, map
         if not errors:
             return buf
         if mapping == "symmetric-memory":
-            raise ValueError(f"--codec-fused symmetric-memory: {errors[0]}")
+            raise CommError(f"--codec-fused symmetric-memory: {errors[0]}")
     try:
         ipc = IpcPeerBuffer(comm, num_bytes, device, timeout_ms)
     except ImportError as exc:
         before = f" (symmetric memory: {errors[0]})" if errors else ""
-        raise ValueError(f"--codec-fused cuda-ipc needs CuPy: {exc}{before}") from None
+        raise CommError(f"--codec-fused cuda-ipc needs CuPy: {exc}{before}") from None
     ipc.note = f"symmetric memory unavailable: {errors[0]}" if errors else ""
     return ipc
 

@@ -218,3 +218,16 @@ def test_cli_names_what_fused_needs(argv: list[str], message: str, cli) -> None:
     lines = [line for line in res.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, res.stderr
     assert lines[0].startswith("epbench: error:") and message in lines[0], lines[0]
+
+
+def test_a_cuda_error_under_fused_points_at_the_barrier() -> None:
+    from types import SimpleNamespace
+
+    from bench.cmd_run import _fused_hint
+
+    trapped = RuntimeError("CUDA error: unspecified launch failure")
+    hint = _fused_hint(SimpleNamespace(codec_fused="auto", timeout=20.0), trapped)
+    assert "within 10 s" in hint and "[FATAL]" in hint
+    assert _fused_hint(SimpleNamespace(codec_fused=None, timeout=20.0), trapped) == ""
+    other = RuntimeError("connection reset")
+    assert _fused_hint(SimpleNamespace(codec_fused="auto", timeout=20.0), other) == ""

@@ -127,6 +127,7 @@ def _symm_group(comm: Any) -> Any:
 
     if comm.backend == "torch-nccl":
         group = comm.process_group() or dist.group.WORLD
+        assert group is not None, "torch-nccl runs inside an initialized process group"
         enable = getattr(symm_mem, "enable_symm_mem_for_group", None)
         if enable is not None:
             enable(group.group_name)

@@ -19,10 +19,10 @@ Prints a compact table and writes everything as JSON to --out. Needs torch, nump
 With --ab the other Triton encoders of each codec are timed beside its default (same
 bytes; each is identity-checked too): the previous or fast LogFMT/FP8 encoder, and for
 LogFMT the fast encoder both ways ('triton-fast': a near-cut chunk redone in place;
-'triton-defer': near-cut groups recoded by a second kernel; 'triton-defer32': the same
-with a float32 filter), also at every --ab-configs launch shape. --profile
-CODEC:VARIANT[@SHAPE] only runs that encoder a few times at the first --sizes size, for ncu
-(bench/gpu/codec_profile.sh); --dry-run stops before the first CUDA call.
+'triton-defer': near-cut groups recoded by a second kernel), also at every --ab-configs
+launch shape. --profile CODEC:VARIANT[@SHAPE] only runs that
+encoder a few times at the first --sizes size, for ncu (bench/gpu/codec_profile.sh);
+--dry-run stops before the first CUDA call.
 """
 
 from __future__ import annotations
@@ -122,11 +122,10 @@ def parse_config(label: str) -> triton_kernels.KernelConfig:
 # LogFMT widths whose non-default fast encoders the identity check covers (each one costs
 # several compiles; the interpreter tests cover the other widths)
 VARIANT_CHECKED = ("logfmt8", "logfmt10")
-# Triton encoders by variant name: (fast, defer, filter32); None = the codec's default.
-VARIANTS = {"default": (None, None, None), "prev": (False, False, False),
-            "fast": (True, False, False), "defer": (True, True, False),
-            "defer32": (True, True, True)}  # fmt: skip
-LOGFMT_VARIANTS = ("fast", "defer", "defer32")  # timed with --ab at every --ab-configs shape
+# Triton encoders by variant name: (fast, defer); None = the codec's default.
+VARIANTS = {"default": (None, None), "prev": (False, False), "fast": (True, False),
+            "defer": (True, True)}  # fmt: skip
+LOGFMT_VARIANTS = ("fast", "defer")  # timed with --ab at every --ab-configs shape
 
 
 def parse_profile(text: str) -> tuple[str, str, triton_kernels.KernelConfig | None]:
@@ -136,7 +135,7 @@ def parse_profile(text: str) -> tuple[str, str, triton_kernels.KernelConfig | No
     spec = codecs.parse(name)
     if variant not in VARIANTS or (VARIANTS[variant][1] and spec.kind != "logfmt"):
         raise ValueError(f"--profile {text}: variant {variant!r} is not one of "
-                         f"{', '.join(VARIANTS)} (defer* for LogFMT only)")  # fmt: skip
+                         f"{', '.join(VARIANTS)} (defer for LogFMT only)")  # fmt: skip
     if spec.kind not in triton_kernels.KERNEL_KINDS:
         raise ValueError(f"--profile {text}: {name} has no Triton encoder")
     return name, variant, parse_config(shape) if shape else None
@@ -146,8 +145,8 @@ def variant_encoder(name: str, variant: str, config: triton_kernels.KernelConfig
                     ) -> Callable[[torch.Tensor], torch.Tensor]:  # fmt: skip
     """x -> wire through triton_kernels.encode with the variant's flags."""
     spec = codecs.parse(name)
-    fast, defer, f32 = VARIANTS[variant]
-    return lambda x: triton_kernels.encode(spec, x, config, fast=fast, defer=defer, filter32=f32)
+    fast, defer = VARIANTS[variant]
+    return lambda x: triton_kernels.encode(spec, x, config, fast=fast, defer=defer)
 
 
 def impls(wanted: str = "triton,torch") -> list[str]:
@@ -257,9 +256,8 @@ def encoders(name: str, impl: str, ab: bool,
              ab_shapes: tuple[triton_kernels.KernelConfig, ...] = ()) -> list[tuple[str, object]]:  # type: ignore[type-arg]  # fmt: skip
     """(label, encode function) to time: the codec's, and with `ab` the other Triton encoders
     (same bytes): 'triton-prev' (encode(fast=False)); for LogFMT 'triton-fast' (near-cut
-    chunks redone in place), 'triton-defer' (near-cut groups recoded by a second kernel)
-    and 'triton-defer32' (the same with the float32 filter) at the default launch shape and
-    at each of `ab_shapes` ('triton-defer@bt64s1w4p1g2')."""
+    chunks redone in place) and 'triton-defer' (near-cut groups recoded by a second kernel)
+    at the default launch shape and at each of `ab_shapes` ('triton-defer@bt64s1w4p1g2')."""
     codec = codecs.get(name, impl=impl)
     out: list[tuple[str, object]] = [(impl, codec.encode)]
     spec = codecs.parse(name)

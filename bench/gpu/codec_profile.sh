@@ -29,7 +29,7 @@ fi
 encoders=("$@")
 if [ ${#encoders[@]} -eq 0 ]; then
     encoders=(fp8_e4m3:default
-        logfmt8:fast logfmt8:defer logfmt8:defer32
+        logfmt8:fast logfmt8:defer
         logfmt10:prev logfmt10:fast logfmt10:defer logfmt10:defer@bt64w4g2)
 fi
 sections=(SpeedOfLight Occupancy LaunchStats WarpStateStats SchedulerStats InstructionStats

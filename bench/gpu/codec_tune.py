@@ -48,8 +48,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument(
         "--defer",
         action="store_true",
-        help="LogFMT encode: sweep the deferring fast encoder (float32 filter) instead of the "
-        "codec's default",
+        help="LogFMT encode: sweep the deferring fast encoder instead of the codec's default",
     )
     return p.parse_args()
 
@@ -75,8 +74,7 @@ def reference_ok(name: str, x: torch.Tensor, config: tk.KernelConfig,
     spec, ref = codecs.parse(name), codecs.get(name, impl="numpy")
     part = x[:CHECK_TOKENS]
     wire = ref.encode(part.cpu())
-    if not torch.equal(tk.encode(spec, part, config, fast=defer, defer=defer,
-                                 filter32=defer).cpu(), wire):  # fmt: skip
+    if not torch.equal(tk.encode(spec, part, config, fast=defer, defer=defer).cpu(), wire):
         return False
     want = ref.decode(wire, *part.shape).view(torch.int32)
     got = tk.decode(spec, wire.cuda(), *part.shape, config).cpu().view(torch.int32)
@@ -91,7 +89,7 @@ def sweep_op(name: str, op: str, x: torch.Tensor, wire: torch.Tensor, repeats: i
     tokens, hidden = x.shape
     flag = True if defer and spec.kind == "logfmt" and op == "encode" else None
     if op == "encode":
-        run = lambda c: tk.encode(spec, x, c, fast=flag, defer=flag, filter32=flag)  # noqa: E731
+        run = lambda c: tk.encode(spec, x, c, fast=flag, defer=flag)  # noqa: E731
         moved = x.numel() * x.element_size() + wire.numel()
     else:
         run = lambda c: tk.decode(spec, wire, tokens, hidden, c)  # noqa: E731

@@ -123,15 +123,6 @@ def default_fast(spec: CodecSpec) -> bool:
 DEFER_LOGFMT: frozenset[str] = frozenset()
 
 
-# LogFMT widths whose deferring encoder filters in float32 by default (_levels_fast32).
-FILTER32_LOGFMT: frozenset[str] = frozenset()
-
-
-def default_filter32(spec: CodecSpec) -> bool:
-    """Whether the deferring LogFMT encoder filters in float32 by default."""
-    return spec.name in FILTER32_LOGFMT
-
-
 def default_defer(spec: CodecSpec) -> bool:
     """Whether encode(spec, x) takes the deferring LogFMT encoder by default."""
     return spec.name in DEFER_LOGFMT and default_fast(spec)
@@ -253,7 +244,6 @@ def encode(
     *,
     fast: bool | None = None,
     defer: bool | None = None,
-    filter32: bool | None = None,
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """[T, H] float32 or bfloat16 -> flat uint8 wire; BF16 / DeepEP via torch ops. fast=False
@@ -261,8 +251,7 @@ def encode(
     element), fast=True the new ones, None each codec's default (default_fast). LogFMT's fast
     encoder either redoes a chunk exactly when one of its elements is near a cut (defer=False)
     or lists the groups holding such elements for a second kernel that recodes them exactly
-    (defer=True, which implies fast unless fast=False is given; None: default_defer), whose
-    filter may run in float32 (filter32=True, with defer only; None: default_filter32). The
+    (defer=True, which implies fast unless fast=False is given; None: default_defer). The
     same bytes in every case. `out`: the wire tensor to write (contiguous uint8, wire_bytes
     long)."""
     if fast is None:
@@ -272,11 +261,6 @@ def encode(
     if defer and (spec.kind != "logfmt" or not fast):
         raise ValueError(f"defer is a variant of the fast LogFMT encoder; {spec.name} "
                          f"(fast={fast}) has none")  # fmt: skip
-    if filter32 is None:
-        filter32 = bool(defer) and default_filter32(spec)
-    if filter32 and not defer:
-        raise ValueError(f"filter32 needs defer=True (its wider tolerance would redo most "
-                         f"chunks in place); {spec.name} got defer={defer}")  # fmt: skip
     if spec.kind not in KERNEL_KINDS or x.shape[0] == 0:
         wire = torch_impl.encode(spec, x)
         return wire if out is None else out.copy_(wire)
@@ -300,8 +284,7 @@ def encode(
     if defer:
         fix[:1].zero_()
     _launch(triton_logfmt.logfmt_encode_kernel, (x, wire, fix, COEF), spec, "encode",
-            (num_tokens, hidden), config, FAST=fast, DEFER=defer, F32=filter32 and defer,
-            EMULATE=emulate)  # fmt: skip
+            (num_tokens, hidden), config, FAST=fast, DEFER=defer, EMULATE=emulate)  # fmt: skip
     if defer:
         _launch_fixup(spec, x, wire, fix, (num_tokens, hidden))
     return wire

@@ -46,8 +46,6 @@ LG2_ERR = tl.constexpr(2.0**-22)
 ROUND_MAGIC = tl.constexpr(1.5 * 2.0**52)
 # the fast path's bound holds for |u| < 2^31: tiles with ln 2 / s above this go exact
 FAST_MAX_SLOPE = tl.constexpr(65536.0)
-# the float32 filter's bound: above it, tiles go exact (|u| and its rounding stay small)
-FAST32_MAX_SLOPE = tl.constexpr(4096.0)
 
 
 @triton.jit
@@ -201,68 +199,6 @@ def _levels_fast(ab, fp, KMAX: tl.constexpr, EMULATE: tl.constexpr):  # type: ig
 
 
 @triton.jit
-def _lg2_f32(mant, EMULATE: tl.constexpr):  # type: ignore[no-untyped-def]
-    """_log2_mantissa in float32 (mant in [1, 2)): lg2.approx on the GPU; under the
-    interpreter numpy's float32 log2 pushed by 3 float32 ulps of 1 (0.75 LG2_ERR) up or down
-    by the mantissa's last bit, which with numpy's own error stays within LG2_ERR."""
-    if EMULATE:
-        push = tl.where((mant.to(tl.int32, bitcast=True) & 1) == 0, 0.75, -0.75) * LG2_ERR
-        return tl.log2(mant) + push
-    return tl.inline_asm_elementwise("lg2.approx.ftz.f32 $0, $1;", "=f,f", [mant],
-                                     dtype=tl.float32, is_pure=True, pack=1)  # fmt: skip
-
-
-@triton.jit
-def _fast_params32(m, inv, phi, mlow, C, KMAX: tl.constexpr):  # type: ignore[no-untyped-def]
-    """Per-tile float32 constants of _levels_fast32 from _tile_folded's (float64 [BT,1,1]).
-
-    Relative to the integer e0 = floor(m / ln 2) (as e0 + 127 for the biased exponent),
-    the reference's u = (ln|x| - m) / s - phi is de * a + l * a - B with de = e - e0 (e the
-    exponent, l the log2 of the mantissa), a = ln 2 / s, B = m / s + phi - e0 a; c_lo, c_hi
-    = -B -+ tau. Error of u' = fma(l', A, fma(de, A, c)) against u, in levels: A and c
-    rounded to float32 (2^-24 (|u| + |B| + a) and 2^-24 (|B| + tau)), the two fma roundings
-    (2^-24 (|u| + a) each), lg2.approx (LG2_ERR a), and the reference's own float64 error
-    (1e-12 / s + 1e-9, as in _fast_params). Only |u| <= KMAX + 2 matters (beyond it the clip
-    decides with room to spare), so tau = 2^-22 (KMAX + 3 + |B| + 2a) + 1e-12/s + 1e-9 covers
-    it. The zero cut (lx < m/ln2 - 1) is at dx = de + l' = zc, decided outside zc -+ zt,
-    zt = 2^-20 + 1e-12 (2 + 2|m|) (LG2_ERR, dx's and zc's float32 rounding near |zc| <= 2,
-    the reference's error). Tiles with a > FAST32_MAX_SLOPE go exact (zt = inf)."""
-    a = coef(C, I_LN2) * inv
-    e0 = tl.floor(m * coef(C, I_INV_LN2))
-    b = m * inv + phi - e0 * a
-    tau = (KMAX + 3.0 + tl.abs(b) + 2.0 * a) * (2.0**-22) + inv * 1e-12 + 1e-9
-    zc = (mlow * coef(C, I_INV_LN2) - e0).to(tl.float32)
-    zt = 2.0**-20 + 1e-12 * (2.0 + 2.0 * tl.abs(m))
-    exact = a > FAST32_MAX_SLOPE
-    zsure = tl.where(exact, float("-inf"), zc - zt.to(tl.float32))
-    zmaybe = tl.where(exact, float("inf"), zc + zt.to(tl.float32))
-    return (e0.to(tl.int32) + 127, a.to(tl.float32), (-b - tau).to(tl.float32),
-            (-b + tau).to(tl.float32), zsure, zmaybe)  # fmt: skip
-
-
-@triton.jit
-def _levels_fast32(ab, fp, KMAX: tl.constexpr, EMULATE: tl.constexpr):  # type: ignore[no-untyped-def]
-    """_levels_fast with float32 arithmetic only (constants from _fast_params32): (k, near),
-    k equal to _levels' wherever near is False. n_lo = floor(u' - tau) and n_hi =
-    floor(u' + tau) bracket floor(u); equal, or a cut n_hi outside [0, KMAX - 2], fix k."""
-    e0b, a, c_lo, c_hi, zsure, zmaybe = fp
-    keep = ab >= 0x00800000
-    mant = ((ab & 0x7FFFFF) | ONE_F32_BITS).to(tl.float32, bitcast=True)
-    lg = _lg2_f32(mant, EMULATE)
-    de = ((ab >> 23) - e0b).to(tl.float32)
-    v_lo = tl.fma(lg, a, tl.fma(de, a, c_lo))
-    v_hi = tl.fma(lg, a, tl.fma(de, a, c_hi))
-    top: tl.constexpr = KMAX + 1.0
-    n_lo = tl.floor(tl.minimum(tl.maximum(v_lo, -2.0), top)).to(tl.int32)
-    n_hi = tl.floor(tl.minimum(tl.maximum(v_hi, -2.0), top)).to(tl.int32)
-    dx = de + lg
-    zero = (dx < zsure) | ~keep
-    cut = (n_lo != n_hi) & (n_hi.to(tl.uint32, bitcast=True) <= KMAX - 2)
-    near = keep & (cut | ((dx < zmaybe) & ~zero))
-    return tl.where(zero, 0, tl.minimum(tl.maximum(n_lo + 2, 1), KMAX)), near
-
-
-@triton.jit
 def _pack_store(code, wire_ptr, base, mask, valid, lim, g0, N: tl.constexpr, UNIT: tl.constexpr,  # type: ignore[no-untyped-def]
                 EVEN: tl.constexpr):  # fmt: skip
     """Write [BT, G, 8] n-bit codes of groups g0.. at byte `base` [BT] of each tile's code
@@ -307,24 +243,19 @@ def _pack_store(code, wire_ptr, base, mask, valid, lim, g0, N: tl.constexpr, UNI
 def _encode_groups(x_ptr, wire_ptr, fix_ptr, C, row, tile, valid, H, NT, ROW, MB, CODE_BYTES,  # type: ignore[no-untyped-def]
                    g0, tp, fp, N: tl.constexpr, UNIT: tl.constexpr, BT: tl.constexpr,
                    G: tl.constexpr, EVEN: tl.constexpr, FAST: tl.constexpr,
-                   DEFER: tl.constexpr, F32: tl.constexpr, EMULATE: tl.constexpr):  # fmt: skip
+                   DEFER: tl.constexpr, EMULATE: tl.constexpr):  # fmt: skip
     """Codes of groups g0 .. g0 + G - 1 of the tile-rows, given the per-tile parameters
     tp from _tile_folded (fp from _fast_params); written to the wire. FAST: levels from
     _levels_fast; an element near a cut gets its chunk redone exactly here (a block-wide
     vote and branch), or with DEFER its 8-code group is listed in fix_ptr (count at [0], group
-    ids (tile-row * 16 + group) from [1]) for logfmt_fixup_kernel, and coded fast meanwhile.
-    F32 (with DEFER only: its wider tolerance would redo most chunks in place): the float32
-    filter _levels_fast32 instead of _levels_fast."""
+    ids (tile-row * 16 + group) from [1]) for logfmt_fixup_kernel, and coded fast meanwhile."""
     KMAX: tl.constexpr = (1 << (N - 1)) - 1
     col, mask = _elements(row, tile, valid, H, g0, BT, G, EVEN)
     xb = tl.load(x_ptr + row[:, None, None] * H + col, mask=mask, other=0.0).to(tl.float32)
     xb = xb.to(tl.int32, bitcast=True)
     m, inv, phi, mlow = tp
     if FAST:
-        if F32:
-            k, near = _levels_fast32(xb & 0x7FFFFFFF, fp, KMAX, EMULATE)
-        else:
-            k, near = _levels_fast(xb & 0x7FFFFFFF, fp, KMAX, EMULATE)
+        k, near = _levels_fast(xb & 0x7FFFFFFF, fp, KMAX, EMULATE)
         if DEFER:
             near_g = tl.max(near.to(tl.int32), axis=2) > 0  # [BT, G], within a thread
             gid = (row * NT + tile)[:, None] * 16 + (g0 + tl.arange(0, G))[None, :]
@@ -345,8 +276,7 @@ def logfmt_encode_kernel(x_ptr, wire_ptr, fix_ptr, C, H, NT, ROW, MB, CODE_BYTES
                          N: tl.constexpr, UNIT: tl.constexpr, BT: tl.constexpr,
                          STEPS: tl.constexpr, G: tl.constexpr, EVEN: tl.constexpr,
                          ALIGNED: tl.constexpr, WIDE: tl.constexpr, FAST: tl.constexpr = True,
-                         DEFER: tl.constexpr = False, F32: tl.constexpr = False,
-                         EMULATE: tl.constexpr = False):  # fmt: skip
+                         DEFER: tl.constexpr = False, EMULATE: tl.constexpr = False):  # fmt: skip
     """Per block: the tile statistics over whole tile-rows, then the codes in 16/G chunks of
     G groups (a loop kept rolled, so registers hold only a chunk's elements while the
     per-tile float64 work is shared by all 128 elements of a tile-row)."""
@@ -357,14 +287,11 @@ def logfmt_encode_kernel(x_ptr, wire_ptr, fix_ptr, C, H, NT, ROW, MB, CODE_BYTES
         _, step, inv, phi, m, finite = _tile_chain(wire_ptr, C, top, low, row, tile, valid, ROW,
                                                    KMAX, ALIGNED)  # fmt: skip
         tp = _tile_folded(step, inv, phi, m, finite, C)
-        if F32:  # noqa: SIM108 (constexpr branch)
-            fp = _fast_params32(*tp, C, KMAX)
-        else:
-            fp = _fast_params(*tp, C)
+        fp = _fast_params(*tp, C)
         for chunk in tl.range(0, 16 // G, loop_unroll_factor=1):
             _encode_groups(x_ptr, wire_ptr, fix_ptr, C, row, tile, valid, H, NT, ROW, MB,
                            CODE_BYTES, chunk * G, tp, fp, N, UNIT, BT, G, EVEN, FAST, DEFER,
-                           F32, EMULATE)  # fmt: skip
+                           EMULATE)  # fmt: skip
 
 
 @triton.jit

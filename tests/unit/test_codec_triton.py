@@ -76,14 +76,13 @@ def run_checks() -> dict[str, list[str]]:
     rng = np.random.default_rng(7)
     fails: dict[str, list[str]] = {k: [] for k in GROUPS}
 
-    def check(group: str, name: str, x: torch.Tensor, config=None, fast=True, defer=None,  # type: ignore[no-untyped-def]
-              filter32=None) -> None:  # fmt: skip
+    def check(group: str, name: str, x: torch.Tensor, config=None, fast=True, defer=None) -> None:  # type: ignore[no-untyped-def]
         spec = codecs.parse(name)
         ref = codecs.get(name, impl="numpy")
         wire = ref.encode(x)
-        got = tk.encode(spec, x, config, fast=fast, defer=defer, filter32=filter32)
+        got = tk.encode(spec, x, config, fast=fast, defer=defer)
         label = (f"{name} {tuple(x.shape)} {x.dtype} {config.label if config else 'default'} "
-                 f"fast={fast} defer={defer} filter32={filter32}")  # fmt: skip
+                 f"fast={fast} defer={defer}")  # fmt: skip
         if not torch.equal(got, wire):
             fails[group].append(f"{label} encode: {int((got != wire).sum())} bytes differ")
         want = ref.decode(wire, *x.shape).view(torch.int32)
@@ -127,12 +126,11 @@ def run_checks() -> dict[str, list[str]]:
 
 
 def check_defer(check, rng: np.random.Generator, fails: list[str]) -> None:  # type: ignore[no-untyped-def]
-    """The deferring fast encoder, with the float64 and the float32 filter: random shapes
-    (short last tiles, unaligned rows), specials (all-zero tiles, one-value tiles with s = 0,
-    subnormals, NaN/Inf tiles), bf16, LogFMT cuts and fast-path tolerances, every launch
-    shape of the sweep (steps > 1 too), consecutive calls of one shape (a count left from
-    the previous call shows). Without its second kernel the tolerance inputs must come out
-    wrong: the list really carries them."""
+    """The deferring fast encoder: random shapes (short last tiles, unaligned rows),
+    specials (all-zero tiles, one-value tiles with s = 0, subnormals, NaN/Inf tiles), bf16,
+    LogFMT cuts and fast-path tolerances, every launch shape of the sweep (steps > 1 too),
+    consecutive calls of one shape (a count left from the previous call shows). Without its
+    second kernel the tolerance inputs must come out wrong: the list really carries them."""
     import torch
 
     from collectives import codecs
@@ -145,27 +143,22 @@ def check_defer(check, rng: np.random.Generator, fails: list[str]) -> None:  # t
         inputs = [random_input(rng, t, h) for t, h in SHAPES]
         inputs += [random_input(rng, 10, 300), special_input(), ref_logfmt.cut_input(bits)]
         inputs += [ref_logfmt.tolerance_input(bits, LG2_ERR.value, z) for z in (False, True)]
-        for f32 in (False, True):
-            for x in inputs:
-                check("defer", name, torch.from_numpy(x), defer=True, filter32=f32)
-            check("defer", name, torch.from_numpy(special_input()[:, :129]).bfloat16(),
-                  defer=True, filter32=f32)  # fmt: skip
-            x = torch.from_numpy(random_input(rng, 3, 1000))
-            for config in tk.sweep_configs("logfmt", "encode"):
-                check("defer", name, x, config, defer=True, filter32=f32)
-            x = torch.from_numpy(ref_logfmt.tolerance_input(bits, LG2_ERR.value, False))
-            launch, tk._launch_fixup = tk._launch_fixup, lambda *args: None
-            try:
-                unfixed = tk.encode(codecs.parse(name), x, defer=True, filter32=f32)
-            finally:
-                tk._launch_fixup = launch
-            if torch.equal(unfixed, codecs.get(name, impl="numpy").encode(x)):
-                fails.append(f"{name} filter32={f32}: the tolerance input came out right "
-                             "without the fixup kernel")  # fmt: skip
+        for x in inputs:
+            check("defer", name, torch.from_numpy(x), defer=True)
+        check("defer", name, torch.from_numpy(special_input()[:, :129]).bfloat16(), defer=True)
+        x = torch.from_numpy(random_input(rng, 3, 1000))
+        for config in tk.sweep_configs("logfmt", "encode"):
+            check("defer", name, x, config, defer=True)
+        x = torch.from_numpy(ref_logfmt.tolerance_input(bits, LG2_ERR.value, False))
+        launch, tk._launch_fixup = tk._launch_fixup, lambda *args: None
+        try:
+            unfixed = tk.encode(codecs.parse(name), x, defer=True)
+        finally:
+            tk._launch_fixup = launch
+        if torch.equal(unfixed, codecs.get(name, impl="numpy").encode(x)):
+            fails.append(f"{name}: the tolerance input came out right without the fixup kernel")
     for name in ("logfmt4", "logfmt13", "logfmt16"):
-        for f32 in (False, True):
-            x = torch.from_numpy(random_input(rng, 5, 300))
-            check("defer", name, x, defer=True, filter32=f32)
+        check("defer", name, torch.from_numpy(random_input(rng, 5, 300)), defer=True)
 
 
 @pytest.fixture(scope="module")

@@ -105,12 +105,11 @@ DEFAULT_CONFIGS: dict[tuple[str, str], KernelConfig] = {
     ("logfmt10", "encode"): KernelConfig(block_tiles=16, num_warps=4),
     ("logfmt", "decode"): KernelConfig(block_tiles=8, num_warps=2),
 }
-# LogFMT widths whose encode takes the fast path unless fast=False is asked for: only those
-# measured faster on an H200 (LogFMT-8: 1.42x). LogFMT-10's was not faster at any shape
-# tried (bt16: 847 against 833 us at 16384 tokens; bt64 g2: 1128 against ~1115), so its
-# cost is elsewhere (the 10-bit packing, the per-tile chain); the other widths are
-# unmeasured (docs/BENCHMARKS.md §3). FP8's fast encoder is the default everywhere.
-FAST_LOGFMT = frozenset({"logfmt8"})
+# LogFMT widths whose encode takes the fast path unless fast=False is asked for: those
+# measured faster on an H200 (docs/BENCHMARKS.md §3). LogFMT-8: 1.42x with the in-place
+# redo, 1.71x deferred; LogFMT-10: 0.74-0.99x in place, 1.11x deferred (whole tiles). The
+# other widths are unmeasured and keep the exact encoder. FP8's fast encoder is the default.
+FAST_LOGFMT = frozenset({"logfmt8", "logfmt10"})
 
 
 def default_fast(spec: CodecSpec) -> bool:
@@ -118,9 +117,11 @@ def default_fast(spec: CodecSpec) -> bool:
     return spec.kind == "fp8" or spec.name in FAST_LOGFMT
 
 
-# LogFMT widths whose fast encoder defers the elements near a cut to a second kernel by
-# default (instead of redoing a chunk behind a block-wide vote).
-DEFER_LOGFMT: frozenset[str] = frozenset()
+# LogFMT widths whose fast encoder defers the groups near a cut to a second kernel by
+# default (instead of redoing a chunk behind a block-wide vote): LogFMT-8 83.4 / 280.7 us
+# against 95.0 / 354.3 in place at 4096 / 16384 tokens x 7168, LogFMT-10 198.0 / 751.3
+# against 211.8 / 819.5 (H200, CUDA graphs, same call).
+DEFER_LOGFMT = frozenset({"logfmt8", "logfmt10"})
 
 
 def default_defer(spec: CodecSpec) -> bool:

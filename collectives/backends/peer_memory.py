@@ -21,6 +21,7 @@ sees which mapping runs except through `PeerBuffer.mapping`.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Protocol
 
 import numpy as np
@@ -129,8 +130,10 @@ def _symm_group(comm: Any) -> Any:
         group = comm.process_group() or dist.group.WORLD
         assert group is not None, "torch-nccl runs inside an initialized process group"
         enable = getattr(symm_mem, "enable_symm_mem_for_group", None)
-        if enable is not None:
-            enable(group.group_name)
+        if enable is not None:  # older torch needs it; newer makes it a no-op that warns
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                enable(group.group_name)
         return group
     from torch._C._distributed_c10d import _SymmetricMemory
 

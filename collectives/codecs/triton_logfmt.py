@@ -371,17 +371,22 @@ def _load_unpack(wire_ptr, base, mask, valid, lim, N: tl.constexpr, UNIT: tl.con
 
 
 @triton.jit
-def _exp2_split(e0, y):  # type: ignore[no-untyped-def]
-    """ref_logfmt.exp2_split: float32 2^(e0 + y) for int32 e0 and float32 y >= 0 (float32
-    Horner with detmath's float32 coefficients, as float32 literals; no fma at launch)."""
-    nf = tl.floor(y + 0.5)
-    r = y - nf
+def _exp2_poly(r):  # type: ignore[no-untyped-def]
+    """detmath.exp2_fraction_f32: 2^r for float32 r in [-1/2, 1/2] (float32 Horner)."""
     p = r * EXP2_F32_6 + EXP2_F32_5
     p = p * r + EXP2_F32_4
     p = p * r + EXP2_F32_3
     p = p * r + EXP2_F32_2
     p = p * r + EXP2_F32_1
-    p = p * r + 1.0
+    return p * r + 1.0
+
+
+@triton.jit
+def _exp2_split(e0, y):  # type: ignore[no-untyped-def]
+    """ref_logfmt.exp2_split: float32 2^(e0 + y) for int32 e0 and float32 y >= 0 (float32
+    Horner with detmath's float32 coefficients, as float32 literals; no fma at launch)."""
+    nf = tl.floor(y + 0.5)
+    p = _exp2_poly(y - nf)
     n = e0 + nf.to(tl.int32)
     scale = ((tl.minimum(tl.maximum(n, -125), 127) + 127) << 23).to(tl.float32, bitcast=True)
     value = tl.minimum(p * scale * tl.where(n > 127, 2.0, 1.0), FLT_MAX_C)
@@ -414,8 +419,19 @@ def logfmt_decode_kernel(wire_ptr, out_ptr, C, H, NT, ROW, MB, CODE_BYTES, TOTAL
         code = _load_unpack(wire_ptr, base, mask, valid, CODE_BYTES - tile * (16 * N), N, UNIT,
                             EVEN)  # fmt: skip
         k = code & KMAX
-        y = mf + s2 * (tl.maximum(k, 1) - 1).to(tl.float32)
-        mag = tl.where(k > 0, _exp2_split(e0, y), 0.0)
-        mag = tl.where((code >> (N - 1)) > 0, -mag, mag)
-        mag = tl.where((small == small)[:, None, None], mag, float("nan"))
+        # A block whose tiles are all finite with e0 in [-125, 94] has every level's 2^(e0+n)
+        # (n in [0, 33]) a normal float32 scale and every p * 2^(e0+n) finite: exp2_split's
+        # clamps cannot fire there, so the block skips them (a block-uniform branch).
+        safe = (small == small) & (e0d >= -125.0) & (e0d <= 94.0)
+        if tl.min(safe.to(tl.int32)) > 0:
+            y = mf + s2 * (k - 1).to(tl.float32)  # k = 0: any value, selected away below
+            nf = tl.floor(y + 0.5)
+            scale = ((e0 + 127 + nf.to(tl.int32)) << 23).to(tl.float32, bitcast=True)
+            mag = tl.where(k > 0, _exp2_poly(y - nf) * scale, 0.0)
+            mag = tl.where((code >> (N - 1)) > 0, -mag, mag)
+        else:
+            y = mf + s2 * (tl.maximum(k, 1) - 1).to(tl.float32)
+            mag = tl.where(k > 0, _exp2_split(e0, y), 0.0)
+            mag = tl.where((code >> (N - 1)) > 0, -mag, mag)
+            mag = tl.where((small == small)[:, None, None], mag, float("nan"))
         tl.store(out_ptr + row[:, None, None] * H + col, mag, mask=mask)

@@ -3,7 +3,8 @@
 They run under Triton's CPU interpreter (TRITON_INTERPRET=1, which must be set before triton
 is imported, hence one subprocess for the whole module) on CPU tensors: every codec the
 kernels cover, random shapes (hidden not a multiple of 128 included, which also covers
-unaligned rows and every packing unit), special values, LogFMT values on and beside every
+unaligned rows and every packing unit), special values, LogFMT tiles at the edges of the
+decoder's clamp-free path, LogFMT values on and beside every
 rounding cut (where any inexact ln would pick the wrong level), FP8 quotients on and beside
 every rounding cut and at the sign-of-zero threshold (where a quotient off by an ulp picks
 the wrong code), LogFMT values just inside the fast path's tolerance (a tolerance half as
@@ -64,6 +65,23 @@ def special_input() -> np.ndarray:
     return x
 
 
+def decode_edge_input() -> np.ndarray:
+    """Tokens of 8 tiles (one LogFMT decode block at the default shape) whose tiles all sit at
+    an edge of the decoder's clamp-free path: e0 = -125 (in it) and -126 (not), e0 = 94 with
+    levels up to 2^127 (in it) and 95 with levels up to FLT_MAX (not), and a Gaussian token."""
+    rng = np.random.default_rng(13)
+    u = rng.uniform(0.0, 1.0, (5, 1024))
+    x = np.empty((5, 1024))
+    x[0] = 2.0 ** (-125.0 + 0.999 * u[0])
+    x[1] = 2.0 ** (-126.0 + 0.999 * u[1])
+    x[2] = 2.0 ** (94.0 + 32.9 * u[2])
+    x[2, ::128] = 2.0**94.0001  # every tile's min: e0 = 94
+    x[3] = 2.0 ** (95.5 + 32.4 * u[3])
+    x[4] = rng.standard_normal(1024)
+    x *= rng.choice(np.array([-1.0, 1.0]), x.shape)
+    return x.astype(np.float32)
+
+
 def run_checks() -> dict[str, list[str]]:
     """Everything, inside the interpreter subprocess: failures by category."""
     import torch
@@ -96,6 +114,8 @@ def run_checks() -> dict[str, list[str]]:
         special = torch.from_numpy(special_input())
         check("special", name, special)
         check("special", name, special[:, :129].bfloat16())
+        if name.startswith("logfmt"):
+            check("special", name, torch.from_numpy(decode_edge_input()))
     for bits in (4, 8, 10, 13, 16):
         check("cuts", f"logfmt{bits}", torch.from_numpy(ref_logfmt.cut_input(bits)))
         for zero in (False, True):

@@ -5,7 +5,8 @@ torch-ops path). With TRITON_INTERPRET=1 the same kernels run on CPU tensors, wh
 how CI proves identity; bench/gpu/codec_gpu.py checks it on GPUs and bench/gpu/codec_tune.py
 sweeps the launch table below.
 
-Identity rests on: the reference's float64 operation sequence (detmath.py), IEEE division
+Identity rests on: the reference's float64 (LogFMT decode: float32) operation sequence
+(detmath.py, ref_logfmt.py), IEEE division
 (`div_rn` in float32; float64 `/` is correctly rounded), exact constants and conversions
 (triton_common.py), and no fused multiply-add (`enable_fp_fusion=False` at launch).
 
@@ -26,16 +27,18 @@ SASS of the default launch shapes (compiled without a GPU); times for 4096 x 716
   even, so it needs many bytes in flight per SM (BT * 128 * 2 B per program, ~90
   registers). Expect ~0.6 of copy.
 - FP8 decode: 5.03 B/element (47 us) against ~30 instructions (26 us): memory-bound.
-- LogFMT encode: one float64 ln per element (a correctly rounded float64 division, whose
-  slow-path branch also serialises the elements of a thread, and a 7-term polynomial:
-  ~37 FP64 of ~95 instructions) for ~3.1 B: issue-bound, ~85 us, about 0.3-0.35 of copy
-  at best. The per-tile ln/exp/divisions (~150 FP64 instructions) are repeated by every thread
-  holding part of a tile-row, so the kernel first reduces whole tile-rows and then codes
-  them in a rolled loop over `groups`-sized chunks: each thread then shares one per-tile
-  evaluation among 64 elements with ~80 registers (24 warps per SM).
-- LogFMT decode: one float64 exp per element (11-term polynomial, ~29 FP64 of ~65
-  instructions, three conversions) for 5.1-5.3 B: issue and memory about even (~55 us),
-  ~0.6 of copy.
+- LogFMT encode, exact: one float64 ln per element (a correctly rounded float64 division,
+  whose slow-path branch also serialises the elements of a thread, and a 7-term
+  polynomial: ~37 FP64 of ~95 instructions) for ~3.1 B: issue-bound. The per-tile
+  ln/exp/divisions (~150 FP64 instructions) are repeated by every thread holding part of a
+  tile-row, so the kernel first reduces whole tile-rows and then codes them in a rolled
+  loop over `groups`-sized chunks: each thread then shares one per-tile evaluation among 64
+  elements. The fast encoders (LogFMT-8 and -10 by default) replace the ln by lg2.approx
+  plus a few float64 operations and defer the rare near-cut groups to a fixup kernel:
+  LogFMT-8 ~51 instructions per element (ncu), ~80 us, 0.29-0.32 of copy.
+- LogFMT decode: float32 only per element (a degree-6 exp2 polynomial, exact scaling; the
+  float64 work is per tile) for 5.1-5.3 B: LogFMT-8 47.5 instructions per element on its
+  clamp-free path, ~55 us, 0.68 of copy.
 """
 
 from __future__ import annotations

@@ -1,9 +1,13 @@
 """bench/gpu/codec_gpu.py and codec_profile.sh up to their first CUDA call (--dry-run): the
 encoder variants --ab times, --profile's argument checks, and the profile script's default
-list of encoders, so that a GPU session does not spend its device time on a typo."""
+list of encoders, so that a GPU session does not spend its device time on a typo; and
+codec_sass.py, which needs no GPU at all."""
 
 from __future__ import annotations
 
+import importlib.util
+import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -57,3 +61,29 @@ def test_profile_script_default_encoders_parse() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("profile: ") == 7
     assert "logfmt10 defer (bt64s1w4p1g2) 4096x7168 bfloat16" in proc.stdout
+
+
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs triton")
+def test_sass_counts_compile_a_kernel_for_sm90_without_a_gpu(tmp_path: pathlib.Path) -> None:
+    sass = tmp_path / "fp8.sass"
+    proc = subprocess.run([sys.executable, str(GPU / "codec_sass.py"), "fp8_e4m3", "encode",
+                           "--sass", str(sass)], cwd=ROOT, text=True, capture_output=True,
+                          timeout=240, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    found = re.search(r"(\d+) registers, (\d+) instructions, .* ~([\d.]+) per element",
+                      proc.stdout)  # fmt: skip
+    assert found is not None, proc.stdout
+    registers, instructions, per_element = int(found[1]), int(found[2]), float(found[3])
+    assert 16 <= registers <= 255 and instructions > 100 and per_element > 5
+    assert "F2FP" in sass.read_text() or "FFMA" in sass.read_text()  # real sm_90 SASS
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(("bf16", "encode"), "bf16 has no Triton kernel"),
+     (("logfmt8", "encode", "--config", "b3"), "bad launch shape 'b3'")],
+)  # fmt: skip
+def test_sass_counts_reject_bad_arguments(args: tuple[str, ...], message: str) -> None:
+    proc = subprocess.run([sys.executable, str(GPU / "codec_sass.py"), *args], cwd=ROOT,
+                          text=True, capture_output=True, timeout=60, check=False)  # fmt: skip
+    assert proc.returncode == 2 and message in proc.stderr

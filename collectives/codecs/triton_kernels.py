@@ -101,13 +101,13 @@ class KernelConfig:
 # input; docs/BENCHMARKS.md §3): the shape with the best geometric mean of the fraction of
 # copy bandwidth over those four cases. Keys are (kind, op), or (codec name, op) where one
 # codec differs from its kind's best (LogFMT-10 encode prefers whole tiles per thread; the
-# deferred LogFMT-8 encoder was timed faster at bt32 w2 than at bt64 w4 in one call: 79.4 /
-# 275.4 against 83.4 / 281.5 us at 4096 / 16384 tokens).
+# deferred LogFMT-8 encoder was timed at 75.7 / 258.2 us at 4096 / 16384 tokens at bt16 w1
+# against 77.6-79.8 / 274.8-275.5 at bt32 w2 in one call; 83.4 / 281.5 at bt64 w4 before).
 DEFAULT_CONFIGS: dict[tuple[str, str], KernelConfig] = {
     ("fp8", "encode"): KernelConfig(block_tiles=16, num_warps=4),
     ("fp8", "decode"): KernelConfig(block_tiles=16, num_warps=4),
     ("logfmt", "encode"): KernelConfig(block_tiles=64, num_warps=4, groups=2),
-    ("logfmt8", "encode"): KernelConfig(block_tiles=32, num_warps=2, groups=2),
+    ("logfmt8", "encode"): KernelConfig(block_tiles=16, num_warps=1, groups=2),
     ("logfmt10", "encode"): KernelConfig(block_tiles=16, num_warps=4),
     ("logfmt", "decode"): KernelConfig(block_tiles=8, num_warps=2),
 }

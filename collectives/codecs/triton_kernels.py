@@ -142,7 +142,7 @@ def sweep_configs(kind: str, op: str) -> tuple[KernelConfig, ...]:
     if (kind, op) == ("logfmt", "encode"):
         shapes = [(16, 4, 16), (32, 4, 16), (32, 4, 4), (32, 8, 8), (64, 4, 4), (64, 8, 4),
                   (128, 4, 2), (128, 8, 2), (32, 4, 2), (64, 4, 1), (64, 8, 2),
-                  (128, 4, 1)]  # fmt: skip
+                  (128, 4, 1), (32, 2, 2), (16, 1, 2)]  # fmt: skip
         out = [KernelConfig(block_tiles=bt, num_warps=w, groups=g) for bt, w, g in shapes]
     else:
         pairs = [(8, 2), (8, 4), (16, 4), (16, 8), (32, 4), (32, 8), (64, 4), (64, 8), (64, 16),

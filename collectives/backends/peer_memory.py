@@ -100,12 +100,23 @@ def _open(comm: Any, num_bytes: int, device: torch.device, timeout_s: float, map
     timeout_ms = barrier_timeout_ms(timeout_s)
     errors: list[str] = []
     if mapping in ("auto", "symmetric-memory"):
-        try:
-            buf: Any = SymmetricPeerBuffer(comm, num_bytes, device, timeout_ms)
+        # Two agreed steps: the local allocation, then (only if every rank has one) the
+        # collective rendezvous, so that a rank whose allocation fails never leaves the
+        # others waiting in a rendezvous it will not join.
+        buf: Any = None
+        failures = (ImportError, RuntimeError, AttributeError, TypeError, ValueError)
+        for step in ("allocate", "rendezvous"):
             error = ""
-        except (ImportError, RuntimeError, AttributeError, TypeError, ValueError) as exc:
-            buf, error = None, f"rank {comm.rank}: {str(exc).strip().splitlines()[0]}"
-        errors = [e for e in comm.gather_object(error) if e]
+            try:
+                if step == "allocate":
+                    buf = SymmetricPeerBuffer(comm, num_bytes, device, timeout_ms)
+                else:
+                    buf.rendezvous()
+            except failures as exc:
+                error = f"rank {comm.rank}: {str(exc).strip().splitlines()[0]}"
+            errors = [e for e in comm.gather_object(error) if e]
+            if errors:
+                break
         if not errors:
             return buf
         if mapping == "symmetric-memory":
@@ -150,12 +161,20 @@ class SymmetricPeerBuffer:
     note = ""
 
     def __init__(self, comm: Any, num_bytes: int, device: torch.device, timeout_ms: int) -> None:
+        """The local part: the allocation and the group registration (rendezvous next)."""
         import torch.distributed._symmetric_memory as symm_mem
 
         self.num_bytes, self.timeout_ms = num_bytes, timeout_ms
         self._tensor = symm_mem.empty(num_bytes, dtype=torch.uint8, device=device)
-        self._handle = symm_mem.rendezvous(self._tensor, _symm_group(comm))
+        self._group = _symm_group(comm)
+        self._handle: Any = None
         self.rank = comm.rank
+
+    def rendezvous(self) -> None:
+        """The collective part: every rank's buffer mapped here (all ranks call it)."""
+        import torch.distributed._symmetric_memory as symm_mem
+
+        self._handle = symm_mem.rendezvous(self._tensor, self._group)
 
     def local(self) -> torch.Tensor:
         return self._tensor

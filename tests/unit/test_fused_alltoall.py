@@ -5,7 +5,7 @@ errors for every setup that cannot map peer memory."""
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -188,6 +188,80 @@ def test_unsupported_setups_say_what_is_needed(
 def test_open_refuses_cpu_ranks_before_mapping_anything() -> None:
     with pytest.raises(ValueError, match="needs CUDA ranks on one node"):
         peer_memory.open_peer_buffer(CpuComm(0, 2), 64, torch.device("cpu"), 10.0)
+
+
+class AgreeingComm:
+    """Rank 0 of a pretend group: gather_object returns this rank's value followed by what
+    the other ranks said at that step (`peers`, one list per call)."""
+
+    rank, world = 0, 2
+
+    def __init__(self, peers: list[list[str]]) -> None:
+        self.peers, self.gathered = peers, []
+
+    def gather_object(self, value: str) -> list[str]:
+        self.gathered.append(value)
+        return [value, *self.peers[len(self.gathered) - 1]]
+
+
+class FakeSymmetric:
+    """SymmetricPeerBuffer's two steps, recorded; the allocation fails when told to."""
+
+    calls: ClassVar[list[str]] = []
+    fail_allocation = False
+    mapping, note = "symmetric-memory", ""
+
+    def __init__(self, comm: Any, num_bytes: int, device: Any, timeout_ms: int) -> None:
+        FakeSymmetric.calls.append("allocate")
+        if FakeSymmetric.fail_allocation:
+            raise RuntimeError("symmetric memory is not supported here")
+
+    def rendezvous(self) -> None:
+        FakeSymmetric.calls.append("rendezvous")
+
+
+class FakeIpc:
+    mapping, note = "cuda-ipc", ""
+
+    def __init__(self, comm: Any, num_bytes: int, device: Any, timeout_ms: int) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("mine_fails", "peers", "expect_calls", "expect"),
+    [
+        (False, [[""], [""]], ["allocate", "rendezvous"], "symmetric-memory"),
+        # a peer's allocation failed: this rank must not enter the rendezvous
+        (False, [["rank 1: no symmetric memory"]], ["allocate"], "cuda-ipc"),
+        (True, [[""]], ["allocate"], "cuda-ipc"),
+        (False, [[""], ["rank 1: rendezvous failed"]], ["allocate", "rendezvous"], "cuda-ipc"),
+    ],
+)
+def test_symmetric_memory_rendezvous_only_when_every_rank_allocated(
+    mine_fails: bool, peers: list[list[str]], expect_calls: list[str], expect: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    FakeSymmetric.calls, FakeSymmetric.fail_allocation = [], mine_fails
+    monkeypatch.setattr(peer_memory, "SymmetricPeerBuffer", FakeSymmetric)
+    monkeypatch.setattr(peer_memory, "IpcPeerBuffer", FakeIpc)
+    comm = AgreeingComm(peers)
+    buf = peer_memory._open(comm, 64, torch.device("cpu"), 10.0, "auto")
+    assert FakeSymmetric.calls == expect_calls
+    assert buf.mapping == expect
+    assert len(comm.gathered) == len(expect_calls)  # one agreement per step taken
+    if expect == "cuda-ipc":
+        assert buf.note.startswith("symmetric memory unavailable: rank ")
+
+
+def test_forced_symmetric_memory_names_the_rank_that_failed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    FakeSymmetric.calls, FakeSymmetric.fail_allocation = [], False
+    monkeypatch.setattr(peer_memory, "SymmetricPeerBuffer", FakeSymmetric)
+    comm = AgreeingComm([["rank 1: no symmetric memory"]])
+    with pytest.raises(peer_memory.CommError, match="symmetric-memory: rank 1: no symmetric"):
+        peer_memory._open(comm, 64, torch.device("cpu"), 10.0, "symmetric-memory")
+    assert FakeSymmetric.calls == ["allocate"]
 
 
 def test_barrier_timeout_is_half_of_t_and_at_least_a_second() -> None:

@@ -31,7 +31,6 @@ import argparse
 import json
 import pathlib
 import platform
-import re
 import statistics
 import sys
 from collections.abc import Callable
@@ -99,7 +98,8 @@ def parse_args() -> argparse.Namespace:
     )
     args = p.parse_args()
     try:
-        args.ab_shapes = [parse_config(c) for c in args.ab_configs.split(",") if c]
+        labels = [c for c in args.ab_configs.split(",") if c]
+        args.ab_shapes = [triton_kernels.KernelConfig.from_label(c) for c in labels]
         args.profiled = parse_profile(args.profile) if args.profile else None
     except ValueError as err:
         p.error(str(err))
@@ -108,23 +108,10 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def parse_config(label: str) -> triton_kernels.KernelConfig:
-    """KernelConfig from its label (bt64s1w4p1g2; s, w, p and g may be left out)."""
-    found = re.fullmatch(r"bt(\d+)(?:s(\d+))?(?:w(\d+))?(?:p(\d+))?(?:g(\d+))?", label)
-    if found is None:
-        raise ValueError(f"bad launch shape {label!r}: expected e.g. bt64w4g2")
-    bt, steps, warps, stages, groups = (None if v is None else int(v) for v in found.groups())
-    return triton_kernels.KernelConfig(block_tiles=bt or 1, steps=steps or 1,
-                                       num_warps=warps or 4, num_stages=stages or 1,
-                                       groups=groups or 16)  # fmt: skip
-
-
 # LogFMT widths whose non-default fast encoders the identity check covers (each one costs
 # several compiles; the interpreter tests cover the other widths)
 VARIANT_CHECKED = ("logfmt8", "logfmt10")
-# Triton encoders by variant name: (fast, defer); None = the codec's default.
-VARIANTS = {"default": (None, None), "prev": (False, False), "fast": (True, False),
-            "defer": (True, True)}  # fmt: skip
+VARIANTS = triton_kernels.ENCODER_VARIANTS  # (fast, defer) by name
 LOGFMT_VARIANTS = ("fast", "defer")  # timed with --ab at every --ab-configs shape
 
 
@@ -138,7 +125,7 @@ def parse_profile(text: str) -> tuple[str, str, triton_kernels.KernelConfig | No
                          f"{', '.join(VARIANTS)} (defer for LogFMT only)")  # fmt: skip
     if spec.kind not in triton_kernels.KERNEL_KINDS:
         raise ValueError(f"--profile {text}: {name} has no Triton encoder")
-    return name, variant, parse_config(shape) if shape else None
+    return name, variant, triton_kernels.KernelConfig.from_label(shape) if shape else None
 
 
 def variant_encoder(name: str, variant: str, config: triton_kernels.KernelConfig | None = None

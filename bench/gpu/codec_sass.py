@@ -30,9 +30,6 @@ from collectives import codecs
 from collectives.codecs import triton_kernels as tk
 
 TOKENS, HIDDEN = 4096, 7168
-# encoder variants: (fast, defer), as codec_gpu.py's --ab names them
-VARIANTS = {"default": (None, None), "prev": (False, False), "fast": (True, False),
-            "defer": (True, True)}  # fmt: skip
 POINTERS = {"wire_ptr": "*u8", "out_ptr": "*fp32", "fix_ptr": "*i32"}
 _INSTRUCTION = re.compile(r"\s+/\*([0-9a-f]{4})\*/\s+(?:@!?U?P\w+\s+)?([A-Z0-9_]+)")
 _BRANCH = re.compile(r"BRA\s+(?:\S+,\s+)?0x([0-9a-f]+)")
@@ -43,7 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("codec", help="an FP8 or LogFMT codec name (fp8_e4m3, logfmt8, ...)")
     p.add_argument("op", choices=tk.OPS)
     p.add_argument("--config", help="launch shape label (bt32w2g2); default: the codec's")
-    p.add_argument("--variant", choices=tuple(VARIANTS), default="default",
+    p.add_argument("--variant", choices=tuple(tk.ENCODER_VARIANTS), default="default",
                    help="encoder variant (as codec_gpu.py --ab names them)")  # fmt: skip
     p.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16")
     p.add_argument("--sass", type=pathlib.Path, help="write the disassembly here")
@@ -53,20 +50,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if args.spec.kind not in tk.KERNEL_KINDS:
             raise ValueError(f"{args.codec} has no Triton kernel (kinds: {tk.KERNEL_KINDS})")
         default = tk.default_config(args.spec, args.op)
-        args.cfg = parse_config(args.config) if args.config else default
+        args.cfg = tk.KernelConfig.from_label(args.config) if args.config else default
     except ValueError as err:
         p.error(str(err))
     return args
-
-
-def parse_config(label: str) -> tk.KernelConfig:
-    """KernelConfig from its label (bt64s1w4p1g2; s, w, p and g may be left out)."""
-    found = re.fullmatch(r"bt(\d+)(?:s(\d+))?(?:w(\d+))?(?:p(\d+))?(?:g(\d+))?", label)
-    if found is None:
-        raise ValueError(f"bad launch shape {label!r}: expected e.g. bt64w4g2")
-    bt, steps, warps, stages, groups = (None if v is None else int(v) for v in found.groups())
-    return tk.KernelConfig(block_tiles=bt or 1, steps=steps or 1, num_warps=warps or 4,
-                           num_stages=stages or 1, groups=groups or 16)  # fmt: skip
 
 
 def kernel_and_constants(args: argparse.Namespace) -> tuple[Any, dict[str, Any], dict[str, int]]:
@@ -79,17 +66,15 @@ def kernel_and_constants(args: argparse.Namespace) -> tuple[Any, dict[str, Any],
     if spec.kind == "fp8":
         assert spec.fp8 is not None
         if args.op == "encode":
-            fast, _ = VARIANTS[args.variant]
+            fast, _ = tk.encoder_flags(spec, tk.ENCODER_VARIANTS[args.variant][0], None)
             kernel = triton_fp8.fp8_encode_kernel
             extra.update(MAXF=spec.fp8.max_finite, POW2=spec.pow2_scale,
-                         DIVIDE=fast is False, EMULATE=False)  # fmt: skip
+                         DIVIDE=not fast, EMULATE=False)  # fmt: skip
         else:
             kernel = triton_fp8.fp8_decode_kernel
             extra["INF_CODE"] = 0x7C if spec.fp8.name == "e5m2" else 0
     elif args.op == "encode":
-        fast, defer = VARIANTS[args.variant]
-        fast = bool(defer) or tk.default_fast(spec) if fast is None else fast
-        defer = fast and tk.default_defer(spec) if defer is None else defer
+        fast, defer = tk.encoder_flags(spec, *tk.ENCODER_VARIANTS[args.variant])
         kernel = triton_logfmt.logfmt_encode_kernel
         extra.update(G=cfg.groups, FAST=fast, DEFER=defer, EMULATE=False)
     else:

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 from typing import Any
 
 import torch
@@ -96,6 +97,16 @@ class KernelConfig:
         label = f"bt{self.block_tiles}s{self.steps}w{self.num_warps}p{self.num_stages}"
         return label + (f"g{self.groups}" if self.groups != 16 else "")
 
+    @classmethod
+    def from_label(cls, label: str) -> KernelConfig:
+        """The config a label names (bt64s1w4p1g2; s, w, p and g may be left out)."""
+        found = re.fullmatch(r"bt(\d+)(?:s(\d+))?(?:w(\d+))?(?:p(\d+))?(?:g(\d+))?", label)
+        if found is None:
+            raise ValueError(f"bad launch shape {label!r}: expected e.g. bt64w4g2")
+        bt, steps, warps, stages, groups = (None if v is None else int(v) for v in found.groups())
+        return cls(block_tiles=bt or 1, steps=steps or 1, num_warps=warps or 4,
+                   num_stages=stages or 1, groups=groups or 16)  # fmt: skip
+
 
 # Tuned on an H200 (bench/gpu/codec_tune.py, 4096 and 16384 tokens x 7168, bf16 and fp32
 # input; docs/BENCHMARKS.md §3): the shape with the best geometric mean of the fraction of
@@ -128,6 +139,25 @@ def default_fast(spec: CodecSpec) -> bool:
 # against 95.0 / 354.3 in place at 4096 / 16384 tokens x 7168, LogFMT-10 198.0 / 751.3
 # against 211.8 / 819.5 (H200, CUDA graphs, same call).
 DEFER_LOGFMT = frozenset({"logfmt8", "logfmt10"})
+
+
+# Encoders by variant name, as (fast, defer) for encode(); None: the codec's default.
+ENCODER_VARIANTS: dict[str, tuple[bool | None, bool | None]] = {
+    "default": (None, None), "prev": (False, False), "fast": (True, False),
+    "defer": (True, True)}  # fmt: skip
+
+
+def encoder_flags(spec: CodecSpec, fast: bool | None, defer: bool | None) -> tuple[bool, bool]:
+    """encode()'s (fast, defer) with the defaults filled in (defer implies fast unless
+    fast=False is given); ValueError for defer where there is no fast LogFMT encoder."""
+    if fast is None:
+        fast = bool(defer) or default_fast(spec)
+    if defer is None:
+        defer = fast and default_defer(spec)
+    if defer and (spec.kind != "logfmt" or not fast):
+        raise ValueError(f"defer is a variant of the fast LogFMT encoder; {spec.name} "
+                         f"(fast={fast}) has none")  # fmt: skip
+    return fast, bool(defer)
 
 
 def default_defer(spec: CodecSpec) -> bool:
@@ -199,18 +229,23 @@ def _launch(
     op: str,
     shape: tuple[int, int],
     config: KernelConfig | None,
+    programs: int | None = None,
     **extra: float,
 ) -> None:
+    """Launch `kernel` for a [T, H] `shape` of `spec`: one program per BT * STEPS tile-rows
+    unless `programs` fixes the grid; the shape's arguments the kernel does not take are
+    left out."""
     cfg = config or default_config(spec, op)
     runtime, const = _shape_args(spec, *shape)
-    grid = (triton.cdiv(runtime["TOTAL"], cfg.block_tiles * cfg.steps),)
+    grid = (programs or triton.cdiv(runtime["TOTAL"], cfg.block_tiles * cfg.steps),)
     if "G" in kernel.arg_names:  # the LogFMT encoders
         extra["G"] = cfg.groups
-    named = {**runtime, **const, **extra, "BT": cfg.block_tiles, "STEPS": cfg.steps}
+    named = {k: v for k, v in {**runtime, **const, **extra, "BT": cfg.block_tiles,
+                               "STEPS": cfg.steps}.items() if k in kernel.arg_names}  # fmt: skip
     tensors = [a for a in args if isinstance(a, torch.Tensor)]
     hooks = (triton.knobs.runtime.launch_enter_hook, triton.knobs.runtime.launch_exit_hook)
     hooked = any(getattr(h, "calls", h) for h in hooks)  # a profiler's: Triton's own path
-    key = (kernel, spec, shape, cfg, tuple(sorted(extra.items())),
+    key = (kernel, spec, shape, cfg, programs, tuple(sorted(extra.items())),
            *((t.dtype, t.device, t.data_ptr() % 16) for t in tensors))  # fmt: skip
     compiled = _COMPILED.get(key) if tensors[0].is_cuda and not hooked else None
     if compiled is None:
@@ -261,13 +296,7 @@ def encode(
     (defer=True, which implies fast unless fast=False is given; None: default_defer). The
     same bytes in every case. `out`: the wire tensor to write (contiguous uint8, wire_bytes
     long)."""
-    if fast is None:
-        fast = bool(defer) or default_fast(spec)
-    if defer is None:
-        defer = fast and default_defer(spec)
-    if defer and (spec.kind != "logfmt" or not fast):
-        raise ValueError(f"defer is a variant of the fast LogFMT encoder; {spec.name} "
-                         f"(fast={fast}) has none")  # fmt: skip
+    fast, defer = encoder_flags(spec, fast, defer)
     if spec.kind not in KERNEL_KINDS or x.shape[0] == 0:
         wire = torch_impl.encode(spec, x)
         return wire if out is None else out.copy_(wire)
@@ -293,26 +322,26 @@ def encode(
     _launch(triton_logfmt.logfmt_encode_kernel, (x, wire, fix, COEF), spec, "encode",
             (num_tokens, hidden), config, FAST=fast, DEFER=defer, EMULATE=emulate)  # fmt: skip
     if defer:
-        _launch_fixup(spec, x, wire, fix, (num_tokens, hidden))
+        _launch_fixup(spec, x, wire, fix, groups)
     return wire
 
 
+FIX_CONFIG = KernelConfig(block_tiles=1, num_warps=4)
+"""Launch shape of the fixup kernel (its grid is fixed: FIX_PROGRAMS at most)."""
+
+
 def _launch_fixup(spec: CodecSpec, x: torch.Tensor, wire: torch.Tensor, fix: torch.Tensor,
-                  shape: tuple[int, int]) -> None:  # fmt: skip
+                  groups: int) -> None:  # fmt: skip
+    """Recode the listed near-cut groups of `x`'s `groups` 8-code groups (logfmt_fixup_kernel),
+    through the same compiled-kernel cache as the encoder."""
     from collectives.codecs import triton_logfmt
     from collectives.codecs.triton_common import COEF
 
-    runtime, const = _shape_args(spec, *shape)
-    runtime = {k: v for k, v in runtime.items() if k != "TOTAL"}
-    programs = min(FIX_PROGRAMS, triton.cdiv(runtime_total(spec, shape), FIX_GROUPS))
-    triton_logfmt.logfmt_fixup_kernel[(programs,)](
-        x, wire, fix, COEF, **runtime, **const, PROGRAMS=programs, E=FIX_GROUPS, num_warps=4,
-        enable_fp_fusion=False)  # fmt: skip
-
-
-def runtime_total(spec: CodecSpec, shape: tuple[int, int]) -> int:
-    """8-code groups of a [T, H] input."""
-    return shape[0] * num_tiles(shape[1]) * 16
+    programs = min(FIX_PROGRAMS, triton.cdiv(groups, FIX_GROUPS))
+    num_tokens, hidden = x.shape
+    _launch(triton_logfmt.logfmt_fixup_kernel, (x, wire, fix, COEF), spec, "encode",
+            (num_tokens, hidden), FIX_CONFIG, programs, PROGRAMS=programs,
+            E=FIX_GROUPS)  # fmt: skip
 
 
 def decode(spec: CodecSpec, wire: torch.Tensor, num_tokens: int, hidden: int,
@@ -335,6 +364,6 @@ def decode(spec: CodecSpec, wire: torch.Tensor, num_tokens: int, hidden: int,
     return out
 
 
-__all__ = ["DEFAULT_CONFIGS", "DEFER_LOGFMT", "FAST_LOGFMT", "KernelConfig", "available",
-           "decode", "default_config", "default_defer", "default_fast", "encode", "sweep_configs",
-           "triton"]  # fmt: skip
+__all__ = ["DEFAULT_CONFIGS", "DEFER_LOGFMT", "ENCODER_VARIANTS", "FAST_LOGFMT", "KernelConfig",
+           "available", "decode", "default_config", "default_defer", "default_fast", "encode",
+           "encoder_flags", "sweep_configs", "triton"]  # fmt: skip

@@ -76,7 +76,7 @@ def kernel_and_constants(args: argparse.Namespace) -> tuple[Any, dict[str, Any],
     elif args.op == "encode":
         fast, defer = tk.encoder_flags(spec, *tk.ENCODER_VARIANTS[args.variant])
         kernel = triton_logfmt.logfmt_encode_kernel
-        extra.update(G=cfg.groups, FAST=fast, DEFER=defer, EMULATE=False)
+        extra.update(G=cfg.groups, STAGED=cfg.staged, FAST=fast, DEFER=defer, EMULATE=False)
     else:
         kernel = triton_logfmt.logfmt_decode_kernel
     constexprs = {k: v for k, v in {**const, **extra}.items() if k in kernel.arg_names}

@@ -84,6 +84,10 @@ class KernelConfig:
     groups: int = 16
     """LogFMT encode: 8-code groups per inner step (16: a whole tile at once; fewer bound
     the registers so that more tile-rows share one thread's per-tile work)."""
+    staged: bool = False
+    """LogFMT encode of widths other than 8 and 16: hand each group's pieces to consecutive
+    lanes (through shared memory) before storing them, so that a warp writes runs of
+    bytes instead of one piece per lane in as many sectors (label suffix 'c')."""
 
     def __post_init__(self) -> None:
         bt = self.block_tiles
@@ -95,17 +99,18 @@ class KernelConfig:
     @property
     def label(self) -> str:
         label = f"bt{self.block_tiles}s{self.steps}w{self.num_warps}p{self.num_stages}"
-        return label + (f"g{self.groups}" if self.groups != 16 else "")
+        return label + (f"g{self.groups}" if self.groups != 16 else "") + "c" * self.staged
 
     @classmethod
     def from_label(cls, label: str) -> KernelConfig:
-        """The config a label names (bt64s1w4p1g2; s, w, p and g may be left out)."""
-        found = re.fullmatch(r"bt(\d+)(?:s(\d+))?(?:w(\d+))?(?:p(\d+))?(?:g(\d+))?", label)
+        """The config a label names (bt64s1w4p1g2c; s, w, p, g and c may be left out)."""
+        found = re.fullmatch(r"bt(\d+)(?:s(\d+))?(?:w(\d+))?(?:p(\d+))?(?:g(\d+))?(c?)", label)
         if found is None:
             raise ValueError(f"bad launch shape {label!r}: expected e.g. bt64w4g2")
-        bt, steps, warps, stages, groups = (None if v is None else int(v) for v in found.groups())
+        *numbers, staged = found.groups()
+        bt, steps, warps, stages, groups = (None if v is None else int(v) for v in numbers)
         return cls(block_tiles=bt or 1, steps=steps or 1, num_warps=warps or 4,
-                   num_stages=stages or 1, groups=groups or 16)  # fmt: skip
+                   num_stages=stages or 1, groups=groups or 16, staged=staged == "c")  # fmt: skip
 
 
 # Tuned on an H200 (bench/gpu/codec_tune.py, 4096 and 16384 tokens x 7168, bf16 and fp32
@@ -174,6 +179,9 @@ def sweep_configs(kind: str, op: str) -> tuple[KernelConfig, ...]:
                   (128, 4, 2), (128, 8, 2), (32, 4, 2), (64, 4, 1), (64, 8, 2),
                   (128, 4, 1), (32, 2, 2), (16, 1, 2)]  # fmt: skip
         out = [KernelConfig(block_tiles=bt, num_warps=w, groups=g) for bt, w, g in shapes]
+        # staged stores (no effect on LogFMT-8/16, whose codes are whole bytes)
+        out += [KernelConfig(block_tiles=bt, num_warps=w, groups=g, staged=True)
+                for bt, w, g in ((16, 4, 16), (16, 1, 2), (32, 2, 2), (64, 4, 2), (32, 4, 4))]
     else:
         pairs = [(8, 2), (8, 4), (16, 4), (16, 8), (32, 4), (32, 8), (64, 4), (64, 8), (64, 16),
                  (128, 8), (128, 16)]  # fmt: skip
@@ -239,7 +247,7 @@ def _launch(
     runtime, const = _shape_args(spec, *shape)
     grid = (programs or triton.cdiv(runtime["TOTAL"], cfg.block_tiles * cfg.steps),)
     if "G" in kernel.arg_names:  # the LogFMT encoders
-        extra["G"] = cfg.groups
+        extra.update(G=cfg.groups, STAGED=cfg.staged)
     named = {k: v for k, v in {**runtime, **const, **extra, "BT": cfg.block_tiles,
                                "STEPS": cfg.steps}.items() if k in kernel.arg_names}  # fmt: skip
     tensors = [a for a in args if isinstance(a, torch.Tensor)]

@@ -200,10 +200,15 @@ def _levels_fast(ab, fp, KMAX: tl.constexpr, EMULATE: tl.constexpr):  # type: ig
 
 @triton.jit
 def _pack_store(code, wire_ptr, base, mask, valid, lim, g0, N: tl.constexpr, UNIT: tl.constexpr,  # type: ignore[no-untyped-def]
-                EVEN: tl.constexpr):  # fmt: skip
+                EVEN: tl.constexpr, STAGED: tl.constexpr = False):  # fmt: skip
     """Write [BT, G, 8] n-bit codes of groups g0.. at byte `base` [BT] of each tile's code
     bytes; `lim` [BT] is the number of code bytes left in the row from `base` (a multiple
-    of UNIT; ignored when EVEN, as every tile then has all its 16n bytes)."""
+    of UNIT; ignored when EVEN, as every tile then has all its 16n bytes). Widths other
+    than 8 and 16 write each group as N / UNIT pieces: one store per piece from the thread
+    that packed the group (each lane of a warp then hits its own sector), or with STAGED
+    all pieces as one [BT, G, P] tensor (P the next power of two, the padding masked off)
+    whose addresses run along the pieces, so that the compiler moves them (through shared
+    memory) to consecutive lanes and a warp writes whole runs of a tile's bytes."""
     grp = (g0 + tl.arange(0, code.shape[1]))[None, :]
     p = tl.arange(0, 8)[None, None, :]
     if N == 8:
@@ -224,26 +229,43 @@ def _pack_store(code, wire_ptr, base, mask, valid, lim, g0, N: tl.constexpr, UNI
         if 8 * N > 64:
             hi = b >> (64 - 4 * N)
         ptype: tl.constexpr = tl.uint32 if UNIT == 4 else (tl.uint16 if UNIT == 2 else tl.uint8)
-        ptr = (
-            wire_ptr.to(tl.pointer_type(ptype)) + (base >> (UNIT // 2))[:, None] + grp * (N // UNIT)
-        )
-        for q in tl.static_range(N // UNIT):
-            if 8 * UNIT * q < 64:  # noqa: SIM108 (constexpr branch)
-                piece = lo >> (8 * UNIT * q)
-            else:
-                piece = hi >> (8 * UNIT * q - 64)
+        PIECES: tl.constexpr = N // UNIT
+        wire = wire_ptr.to(tl.pointer_type(ptype))
+        if STAGED:
+            P: tl.constexpr = 1 if PIECES == 1 else (2 if PIECES == 2 else (
+                4 if PIECES <= 4 else (8 if PIECES <= 8 else 16)))  # fmt: skip
+            q = tl.arange(0, P)[None, None, :]
+            shift = (q * (8 * UNIT)).to(tl.uint64)
+            piece = lo[:, :, None] >> tl.where(shift < 64, shift, 0)
+            if 8 * N > 64:
+                high = hi[:, :, None] >> tl.where(shift >= 64, shift - 64, 0)
+                piece = tl.where(shift < 64, piece, high)
+            ptr = wire + (base >> (UNIT // 2))[:, None, None] + grp[:, :, None] * PIECES + q
+            inside = valid[:, None, None] & (q < PIECES)
             if EVEN:
-                inside = tl.broadcast_to(valid[:, None], (BT, G))
+                inside = tl.broadcast_to(inside, (BT, G, P))
             else:
-                inside = valid[:, None] & (grp * N + q * UNIT < lim[:, None])
-            tl.store(ptr + q, (piece & ((1 << (8 * UNIT)) - 1)).to(ptype), mask=inside)
+                inside = inside & (grp[:, :, None] * N + q * UNIT < lim[:, None, None])
+            tl.store(ptr, (piece & ((1 << (8 * UNIT)) - 1)).to(ptype), mask=inside)
+        else:
+            ptr = wire + (base >> (UNIT // 2))[:, None] + grp * PIECES
+            for q in tl.static_range(PIECES):
+                if 8 * UNIT * q < 64:  # noqa: SIM108 (constexpr branch)
+                    piece = lo >> (8 * UNIT * q)
+                else:
+                    piece = hi >> (8 * UNIT * q - 64)
+                if EVEN:
+                    inside = tl.broadcast_to(valid[:, None], (BT, G))
+                else:
+                    inside = valid[:, None] & (grp * N + q * UNIT < lim[:, None])
+                tl.store(ptr + q, (piece & ((1 << (8 * UNIT)) - 1)).to(ptype), mask=inside)
 
 
 @triton.jit
 def _encode_groups(x_ptr, wire_ptr, fix_ptr, C, row, tile, valid, H, NT, ROW, MB, CODE_BYTES,  # type: ignore[no-untyped-def]
                    g0, tp, fp, N: tl.constexpr, UNIT: tl.constexpr, BT: tl.constexpr,
                    G: tl.constexpr, EVEN: tl.constexpr, FAST: tl.constexpr,
-                   DEFER: tl.constexpr, EMULATE: tl.constexpr):  # fmt: skip
+                   DEFER: tl.constexpr, EMULATE: tl.constexpr, STAGED: tl.constexpr):  # fmt: skip
     """Codes of groups g0 .. g0 + G - 1 of the tile-rows, given the per-tile parameters
     tp from _tile_folded (fp from _fast_params); written to the wire. FAST: levels from
     _levels_fast; an element near a cut gets its chunk redone exactly here (a block-wide
@@ -268,7 +290,7 @@ def _encode_groups(x_ptr, wire_ptr, fix_ptr, C, row, tile, valid, H, NT, ROW, MB
     code = tl.where((xb < 0) & (k > 0), k | (1 << (N - 1)), k)
     base = row * ROW + MB + tile * (16 * N)
     _pack_store(code, wire_ptr, base, mask, valid, CODE_BYTES - tile * (16 * N), g0, N, UNIT,
-                EVEN)  # fmt: skip
+                EVEN, STAGED)  # fmt: skip
 
 
 @triton.jit
@@ -276,7 +298,8 @@ def logfmt_encode_kernel(x_ptr, wire_ptr, fix_ptr, C, H, NT, ROW, MB, CODE_BYTES
                          N: tl.constexpr, UNIT: tl.constexpr, BT: tl.constexpr,
                          STEPS: tl.constexpr, G: tl.constexpr, EVEN: tl.constexpr,
                          ALIGNED: tl.constexpr, WIDE: tl.constexpr, FAST: tl.constexpr = True,
-                         DEFER: tl.constexpr = False, EMULATE: tl.constexpr = False):  # fmt: skip
+                         DEFER: tl.constexpr = False, EMULATE: tl.constexpr = False,
+                         STAGED: tl.constexpr = False):  # fmt: skip
     """Per block: the tile statistics over whole tile-rows, then the codes in 16/G chunks of
     G groups (a loop kept rolled, so registers hold only a chunk's elements while the
     per-tile float64 work is shared by all 128 elements of a tile-row)."""
@@ -291,7 +314,7 @@ def logfmt_encode_kernel(x_ptr, wire_ptr, fix_ptr, C, H, NT, ROW, MB, CODE_BYTES
         for chunk in tl.range(0, 16 // G, loop_unroll_factor=1):
             _encode_groups(x_ptr, wire_ptr, fix_ptr, C, row, tile, valid, H, NT, ROW, MB,
                            CODE_BYTES, chunk * G, tp, fp, N, UNIT, BT, G, EVEN, FAST, DEFER,
-                           EMULATE)  # fmt: skip
+                           EMULATE, STAGED)  # fmt: skip
 
 
 @triton.jit

@@ -179,6 +179,12 @@ def check_defer(check, rng: np.random.Generator, fails: list[str]) -> None:  # t
             fails.append(f"{name}: the tolerance input came out right without the fixup kernel")
     for name in ("logfmt4", "logfmt13", "logfmt16"):
         check("defer", name, torch.from_numpy(random_input(rng, 5, 300)), defer=True)
+    # staged stores at every piece size (1, 2, 4 bytes) and padding (P = 1 .. 16), whole and
+    # short last tiles
+    staged = tk.KernelConfig(block_tiles=16, num_warps=1, groups=2, staged=True)
+    for bits in (4, 6, 9, 10, 12, 13, 15):
+        for x in (random_input(rng, 5, 256), random_input(rng, 3, 300)):
+            check("defer", f"logfmt{bits}", torch.from_numpy(x), staged, defer=True)
 
 
 @pytest.fixture(scope="module")
@@ -222,6 +228,10 @@ def test_the_sweep_and_the_defaults_are_valid_launch_shapes() -> None:
             configs = tk.sweep_configs(kind, op)
             assert tk.DEFAULT_CONFIGS[(kind, op)] in configs
             assert len({c.label for c in configs}) == len(configs)
+            assert all(tk.KernelConfig.from_label(c.label) == c for c in configs)
+    assert tk.KernelConfig.from_label("bt16w1g2c") == tk.KernelConfig(
+        block_tiles=16, num_warps=1, groups=2, staged=True)  # fmt: skip
+    assert not tk.KernelConfig.from_label("bt16w1g2").staged
     with pytest.raises(ValueError, match="block_tiles"):
         tk.KernelConfig(block_tiles=12)
 

@@ -38,7 +38,8 @@ _BRANCH = re.compile(r"BRA\s+(?:\S+,\s+)?0x([0-9a-f]+)")
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("codec", help="an FP8 or LogFMT codec name (fp8_e4m3, logfmt8, ...)")
-    p.add_argument("op", choices=tk.OPS)
+    p.add_argument("op", choices=(*tk.OPS, "fixup"),
+                   help="fixup: the deferred LogFMT encoder's second kernel")  # fmt: skip
     p.add_argument("--config", help="launch shape label (bt32w2g2); default: the codec's")
     p.add_argument("--variant", choices=tuple(tk.ENCODER_VARIANTS), default="default",
                    help="encoder variant (as codec_gpu.py --ab names them)")  # fmt: skip
@@ -49,7 +50,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.spec = codecs.parse(args.codec)
         if args.spec.kind not in tk.KERNEL_KINDS:
             raise ValueError(f"{args.codec} has no Triton kernel (kinds: {tk.KERNEL_KINDS})")
-        default = tk.default_config(args.spec, args.op)
+        if args.op == "fixup" and args.spec.kind != "logfmt":
+            raise ValueError(f"{args.codec} has no fixup kernel (LogFMT only)")
+        default = tk.FIX_CONFIG if args.op == "fixup" else tk.default_config(args.spec, args.op)
         args.cfg = tk.KernelConfig.from_label(args.config) if args.config else default
     except ValueError as err:
         p.error(str(err))
@@ -77,6 +80,10 @@ def kernel_and_constants(args: argparse.Namespace) -> tuple[Any, dict[str, Any],
         fast, defer = tk.encoder_flags(spec, *tk.ENCODER_VARIANTS[args.variant])
         kernel = triton_logfmt.logfmt_encode_kernel
         extra.update(G=cfg.groups, STAGED=cfg.staged, FAST=fast, DEFER=defer, EMULATE=False)
+    elif args.op == "fixup":
+        kernel = triton_logfmt.logfmt_fixup_kernel
+        extra["E"] = tk.FIX_GROUPS
+        runtime = {**runtime, "PROGRAMS": tk.FIX_PROGRAMS}
     else:
         kernel = triton_logfmt.logfmt_decode_kernel
     constexprs = {k: v for k, v in {**const, **extra}.items() if k in kernel.arg_names}

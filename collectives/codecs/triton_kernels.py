@@ -16,7 +16,9 @@ hidden is, the grid is 1-D, a short last tile only costs a column mask (dropped 
 % 128 == 0), and int32 offsets are used unless the tensors pass 2^31 bytes. Metadata moves
 as float32 words when every wire row is a multiple of 4 bytes, else byte by byte; FP8 and
 LogFMT-8/16 codes move as plain 8/16-bit vectors, other LogFMT widths as 32/16/8-bit pieces
-of each 8-code group.
+of each 8-code group, which the encoder can hand to consecutive lanes before storing
+(KernelConfig.staged: LogFMT-10's default, 2x faster on an H200, because one piece per lane
+and store spreads a warp's writes over as many sectors as it has lanes).
 
 What limits each kernel on an H200 (HBM3e: a device copy reaches ~3.2 TB/s read + written;
 132 SMs; per SM and clock: 4 warp-instructions issued, 128 FP32, 64 INT32, 64 FP64 lanes
@@ -116,15 +118,17 @@ class KernelConfig:
 # Tuned on an H200 (bench/gpu/codec_tune.py, 4096 and 16384 tokens x 7168, bf16 and fp32
 # input; docs/BENCHMARKS.md §3): the shape with the best geometric mean of the fraction of
 # copy bandwidth over those four cases. Keys are (kind, op), or (codec name, op) where one
-# codec differs from its kind's best (LogFMT-10 encode prefers whole tiles per thread; the
-# deferred LogFMT-8 encoder was timed at 75.7 / 258.2 us at 4096 / 16384 tokens at bt16 w1
-# against 77.6-79.8 / 274.8-275.5 at bt32 w2 in one call; 83.4 / 281.5 at bt64 w4 before).
+# codec differs from its kind's best (the deferred LogFMT-8 encoder was timed at 75.7 /
+# 258.2 us at 4096 / 16384 tokens at bt16 w1 against 77.6-79.8 / 274.8-275.5 at bt32 w2 in
+# one call; 83.4 / 281.5 at bt64 w4 before; LogFMT-10's at 98.3 / 323.0 us at bt16 w1 g2
+# with staged stores against 197.6 / 751.5 at its previous best, whole tiles unstaged, and
+# 193.4 / 705.3 at bt16 w1 g2 unstaged, in one call).
 DEFAULT_CONFIGS: dict[tuple[str, str], KernelConfig] = {
     ("fp8", "encode"): KernelConfig(block_tiles=16, num_warps=4),
     ("fp8", "decode"): KernelConfig(block_tiles=16, num_warps=4),
     ("logfmt", "encode"): KernelConfig(block_tiles=64, num_warps=4, groups=2),
     ("logfmt8", "encode"): KernelConfig(block_tiles=16, num_warps=1, groups=2),
-    ("logfmt10", "encode"): KernelConfig(block_tiles=16, num_warps=4),
+    ("logfmt10", "encode"): KernelConfig(block_tiles=16, num_warps=1, groups=2, staged=True),
     ("logfmt", "decode"): KernelConfig(block_tiles=8, num_warps=2),
 }
 # LogFMT widths whose encode takes the fast path unless fast=False is asked for: those
@@ -270,14 +274,15 @@ def _launch(
 
 
 def _fix_list(device: torch.device, capacity: int) -> torch.Tensor:
-    """The int32 [1 + capacity] list the deferred LogFMT encoder fills (a count, then group
-    ids) for the current stream of `device`. Kept for the process's life: a CUDA graph that
-    captured an encode keeps using the same buffer."""
+    """The int32 [2 + capacity] list the deferred LogFMT encoder fills (a count, the fixup
+    programs finished, then group ids) for the current stream of `device`; zero at first,
+    and emptied again by the last fixup program of each encode. Kept for the process's
+    life: a CUDA graph that captured an encode keeps using the same buffer."""
     stream = torch.cuda.current_stream(device).cuda_stream if device.type == "cuda" else 0
     key = (device, stream, capacity)
     buf = _FIX_LISTS.get(key)
     if buf is None:
-        buf = _FIX_LISTS[key] = torch.empty(1 + capacity, dtype=torch.int32, device=device)
+        buf = _FIX_LISTS[key] = torch.zeros(2 + capacity, dtype=torch.int32, device=device)
     return buf
 
 
@@ -325,8 +330,6 @@ def encode(
     groups = num_tokens * num_tiles(hidden) * 16
     defer = defer and groups < INT32_LIMIT
     fix = _fix_list(x.device, groups if defer else 0)
-    if defer:
-        fix[:1].zero_()
     _launch(triton_logfmt.logfmt_encode_kernel, (x, wire, fix, COEF), spec, "encode",
             (num_tokens, hidden), config, FAST=fast, DEFER=defer, EMULATE=emulate)  # fmt: skip
     if defer:

@@ -4,7 +4,9 @@
 A program walks STEPS blocks of BT tile-rows, each viewed as [BT, 16 groups, 8 codes]: 8
 codes of n bits are exactly n bytes of the LSB-first bit stream, so a group is packed in
 registers into two 64-bit words and written as n/U pieces of U = 4, 2 or 1 bytes (the
-widest that n and the row alignment allow); n = 8 and n = 16 store the codes directly.
+widest that n and the row alignment allow), either each piece from its own thread or, staged,
+all of them moved to consecutive lanes first (_pack_store); n = 8 and n = 16 store the
+codes directly.
 The per-tile constants (m, M, step, 1/step, the cut offset phi, m - ln 2) are formed once
 per tile-row; every element costs one ln in float64 with the reference's exact operation
 sequence (encode; triton_common.py) or a float32 exp2 polynomial (decode).
@@ -263,14 +265,14 @@ def _pack_store(code, wire_ptr, base, mask, valid, lim, g0, N: tl.constexpr, UNI
 
 @triton.jit
 def _encode_groups(x_ptr, wire_ptr, fix_ptr, C, row, tile, valid, H, NT, ROW, MB, CODE_BYTES,  # type: ignore[no-untyped-def]
-                   g0, tp, fp, N: tl.constexpr, UNIT: tl.constexpr, BT: tl.constexpr,
+                   TOTAL, g0, tp, fp, N: tl.constexpr, UNIT: tl.constexpr, BT: tl.constexpr,
                    G: tl.constexpr, EVEN: tl.constexpr, FAST: tl.constexpr,
                    DEFER: tl.constexpr, EMULATE: tl.constexpr, STAGED: tl.constexpr):  # fmt: skip
     """Codes of groups g0 .. g0 + G - 1 of the tile-rows, given the per-tile parameters
     tp from _tile_folded (fp from _fast_params); written to the wire. FAST: levels from
     _levels_fast; an element near a cut gets its chunk redone exactly here (a block-wide
     vote and branch), or with DEFER its 8-code group is listed in fix_ptr (count at [0], group
-    ids (tile-row * 16 + group) from [1]) for logfmt_fixup_kernel, and coded fast meanwhile."""
+    ids (tile-row * 16 + group) from [2]) for logfmt_fixup_kernel, and coded fast meanwhile."""
     KMAX: tl.constexpr = (1 << (N - 1)) - 1
     col, mask = _elements(row, tile, valid, H, g0, BT, G, EVEN)
     xb = tl.load(x_ptr + row[:, None, None] * H + col, mask=mask, other=0.0).to(tl.float32)
@@ -282,7 +284,9 @@ def _encode_groups(x_ptr, wire_ptr, fix_ptr, C, row, tile, valid, H, NT, ROW, MB
             near_g = tl.max(near.to(tl.int32), axis=2) > 0  # [BT, G], within a thread
             gid = (row * NT + tile)[:, None] * 16 + (g0 + tl.arange(0, G))[None, :]
             slot = tl.atomic_add(fix_ptr + tl.zeros_like(gid), 1, mask=near_g, sem="relaxed")
-            tl.store(fix_ptr + 1 + slot, gid.to(tl.int32), mask=near_g)
+            # (a slot past the list's end could only come from a count that a failed launch
+            # of the fixup kernel left behind)
+            tl.store(fix_ptr + 2 + slot, gid.to(tl.int32), mask=near_g & (slot < TOTAL * 16))
         elif tl.max(near.to(tl.int32)) > 0:
             k = _levels(xb & 0x7FFFFFFF, m, inv, phi, mlow, C, KMAX)
     else:
@@ -313,26 +317,29 @@ def logfmt_encode_kernel(x_ptr, wire_ptr, fix_ptr, C, H, NT, ROW, MB, CODE_BYTES
         fp = _fast_params(*tp, C)
         for chunk in tl.range(0, 16 // G, loop_unroll_factor=1):
             _encode_groups(x_ptr, wire_ptr, fix_ptr, C, row, tile, valid, H, NT, ROW, MB,
-                           CODE_BYTES, chunk * G, tp, fp, N, UNIT, BT, G, EVEN, FAST, DEFER,
+                           CODE_BYTES, TOTAL, chunk * G, tp, fp, N, UNIT, BT, G, EVEN, FAST, DEFER,
                            EMULATE, STAGED)  # fmt: skip
 
 
 @triton.jit
-def logfmt_fixup_kernel(x_ptr, wire_ptr, fix_ptr, C, H, NT, ROW, MB, CODE_BYTES, PROGRAMS,  # type: ignore[no-untyped-def]
+def logfmt_fixup_kernel(x_ptr, wire_ptr, fix_ptr, C, H, NT, ROW, MB, CODE_BYTES, TOTAL, PROGRAMS,  # type: ignore[no-untyped-def]
                         N: tl.constexpr, UNIT: tl.constexpr, E: tl.constexpr,
                         EVEN: tl.constexpr, ALIGNED: tl.constexpr, WIDE: tl.constexpr):  # fmt: skip
     """Recode exactly the 8-code groups that logfmt_encode_kernel (DEFER) listed in fix_ptr:
     E groups per step, programs striding over the list. Each group's tile parameters come
     from the m and M already on the wire (the encoder formed them from the same float32
-    values), its levels from _levels, its n bytes overwrite the fast codes."""
+    values), its levels from _levels, its n bytes overwrite the fast codes. The program
+    that finishes last (fix_ptr[1] counts them) empties the list for the next encode, so
+    that no separate kernel has to: every program has read the count by then."""
     KMAX: tl.constexpr = (1 << (N - 1)) - 1
     count = tl.sum(tl.load(fix_ptr + tl.arange(0, 1)), axis=0)  # a 0-d scalar (interpreter too)
+    count = tl.minimum(count, TOTAL * 16)
     start = tl.program_id(0) * E
     while start < count:
         idx = start + tl.arange(0, E)
         start += PROGRAMS * E
         live = idx < count
-        gid = tl.load(fix_ptr + 1 + idx, mask=live, other=0)
+        gid = tl.load(fix_ptr + 2 + idx, mask=live, other=0)
         if WIDE:
             gid = gid.to(tl.int64)
         tr = gid // 16
@@ -356,6 +363,8 @@ def logfmt_fixup_kernel(x_ptr, wire_ptr, fix_ptr, C, H, NT, ROW, MB, CODE_BYTES,
         base = row * ROW + MB + tile * (16 * N) + g * N
         _pack_store(code, wire_ptr, base, mask, live, CODE_BYTES - tile * (16 * N) - g * N, 0,
                     N, UNIT, EVEN)  # fmt: skip
+    done = tl.atomic_add(fix_ptr + 1, 1, sem="acq_rel")  # after this program's read of the count
+    tl.store(fix_ptr + tl.arange(0, 2), tl.zeros((2,), tl.int32), mask=done == PROGRAMS - 1)
 
 
 @triton.jit

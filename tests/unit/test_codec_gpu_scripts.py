@@ -78,9 +78,29 @@ def test_sass_counts_compile_a_kernel_for_sm90_without_a_gpu(tmp_path: pathlib.P
     assert "F2FP" in sass.read_text() or "FFMA" in sass.read_text()  # real sm_90 SASS
 
 
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs triton")
+def test_staged_stores_and_the_fixup_kernel_compile_for_sm90(tmp_path: pathlib.Path) -> None:
+    """The staged LogFMT-10 encoder really moves its pieces through shared memory on an
+    sm_90 build (the unstaged one does not), and the fixup kernel builds with the atomic
+    that lets its last program empty the list."""
+    sass = {}
+    for name, args in (("staged", ("encode", "--config", "bt16w1g2c")),
+                       ("plain", ("encode", "--config", "bt16w1g2")), ("fixup", ("fixup",))):
+        out = tmp_path / f"{name}.sass"
+        proc = subprocess.run([sys.executable, str(GPU / "codec_sass.py"), "logfmt10", *args,
+                               "--sass", str(out)], cwd=ROOT, text=True, capture_output=True,
+                              timeout=240, check=False)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        sass[name] = out.read_text()
+    assert re.search(r"\bSTS\b|\bSTS\.", sass["staged"]) and re.search(r"\bLDS", sass["staged"])
+    assert not re.search(r"\bLDS", sass["plain"])
+    assert "ATOMG" in sass["fixup"]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [(("bf16", "encode"), "bf16 has no Triton kernel"),
+     (("fp8_e4m3", "fixup"), "fp8_e4m3 has no fixup kernel"),
      (("logfmt8", "encode", "--config", "b3"), "bad launch shape 'b3'")],
 )  # fmt: skip
 def test_sass_counts_reject_bad_arguments(args: tuple[str, ...], message: str) -> None:

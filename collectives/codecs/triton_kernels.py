@@ -35,9 +35,10 @@ SASS of the default launch shapes (compiled without a GPU); times for 4096 x 716
   ln/exp/divisions (~150 FP64 instructions) are repeated by every thread holding part of a
   tile-row, so the kernel first reduces whole tile-rows and then codes them in a rolled
   loop over `groups`-sized chunks: each thread then shares one per-tile evaluation among 64
-  elements. The fast encoders (LogFMT-8 and -10 by default) replace the ln by lg2.approx
+  elements. The fast encoders (LogFMT-4 to -15 by default) replace the ln by lg2.approx
   plus a few float64 operations and defer the rare near-cut groups to a fixup kernel:
-  LogFMT-8 ~51 instructions per element (ncu), ~80 us, 0.29-0.32 of copy.
+  LogFMT-8 ~51 instructions per element (ncu), ~75 us, 0.29-0.33 of copy; LogFMT-10 ~58
+  (ncu, staged stores), ~90 us, 0.27-0.29.
 - LogFMT decode: float32 only per element (a degree-6 exp2 polynomial, exact scaling; the
   float64 work is per tile) for 5.1-5.3 B: LogFMT-8 47.5 instructions per element on its
   clamp-free path, ~55 us, 0.68 of copy.
@@ -135,9 +136,12 @@ DEFAULT_CONFIGS: dict[tuple[str, str], KernelConfig] = {
 }
 # LogFMT widths whose encode takes the fast path unless fast=False is asked for: those
 # measured faster on an H200 (docs/BENCHMARKS.md §3). LogFMT-8: 1.42x with the in-place
-# redo, 1.71x deferred; LogFMT-10: 0.74-0.99x in place, 1.11x deferred (whole tiles). The
-# other widths are unmeasured and keep the exact encoder. FP8's fast encoder is the default.
-FAST_LOGFMT = frozenset({"logfmt8", "logfmt10"})
+# redo, 1.71x deferred; LogFMT-10: 0.74-0.99x in place, 1.11x deferred (whole tiles; 1.9x
+# deferred at bt16 w1 g2, staged). Every other width from 4 to 15 at the kind's default
+# shape (bt64 w4 g2, staged): deferred 1.40-2.12x faster than exact, in place 1.04-1.71x
+# (4096 and 16384 tokens x 7168, one call). LogFMT-16 stays exact: its deferred encoder was
+# 0.91-0.96x, its in-place one 0.71-0.73x. FP8's fast encoder is the default.
+FAST_LOGFMT = frozenset(f"logfmt{n}" for n in range(4, 16))
 
 
 def default_fast(spec: CodecSpec) -> bool:
@@ -148,8 +152,9 @@ def default_fast(spec: CodecSpec) -> bool:
 # LogFMT widths whose fast encoder defers the groups near a cut to a second kernel by
 # default (instead of redoing a chunk behind a block-wide vote): LogFMT-8 83.4 / 280.7 us
 # against 95.0 / 354.3 in place at 4096 / 16384 tokens x 7168, LogFMT-10 198.0 / 751.3
-# against 211.8 / 819.5 (H200, CUDA graphs, same call).
-DEFER_LOGFMT = frozenset({"logfmt8", "logfmt10"})
+# against 211.8 / 819.5 (H200, CUDA graphs, same call); the other widths 1.12-1.37x
+# faster deferred than in place at their default shape (another call).
+DEFER_LOGFMT = FAST_LOGFMT
 
 
 # Encoders by variant name, as (fast, defer) for encode(); None: the codec's default.

@@ -55,6 +55,11 @@ class PeerBuffer(Protocol):
         """Every rank's stream reaches this point before any goes on (current stream)."""
         ...
 
+    def close(self, comm: Any) -> None:
+        """Unmap the peers' buffers and free this one (a collective call, after every
+        rank's last use; every tensor `local` and `view` gave out is invalid after it)."""
+        ...
+
 
 def fused_unsupported(backend: str, num_nodes: int, device: str = "cuda") -> str | None:
     """Why a fused (peer-mapped) all-to-all cannot run on these ranks, or None."""
@@ -188,6 +193,13 @@ class SymmetricPeerBuffer:
     def barrier(self, channel: int) -> None:
         self._handle.barrier(channel=channel, timeout_ms=self.timeout_ms)
 
+    def close(self, comm: Any) -> None:
+        """torch owns the mapping: this drops the references, so that the allocator can
+        reuse the block once no view is left."""
+        torch.cuda.synchronize(self._tensor.device)
+        comm.barrier()
+        self._handle = self._tensor = None
+
 
 # ---- CUDA IPC handles and our own barrier kernel -------------------------------------------
 _BARRIER_SOURCE = r"""
@@ -287,3 +299,17 @@ class IpcPeerBuffer:
                 (np.uint64(self._pads.data_ptr()), np.int32(channel), np.int32(self.rank),
                  np.int32(self.world), np.uint64(self.timeout_ns)),
             )  # fmt: skip
+
+    def close(self, comm: Any) -> None:
+        """Every rank's work on the buffers done, each unmaps its peers' buffers; once all
+        have, each frees its own (an exported allocation is freed only when no peer maps it)."""
+        runtime = self._cupy.cuda.runtime
+        with self._cupy.cuda.Device(self._index):
+            runtime.deviceSynchronize()
+            comm.barrier()
+            for r, base in enumerate(self._bases):
+                if r != self.rank:
+                    runtime.ipcCloseMemHandle(base)
+            comm.barrier()
+            runtime.free(self._ptr)
+        self._bases, self._streams = [], {}

@@ -191,8 +191,10 @@ def sweep_configs(kind: str, op: str) -> tuple[KernelConfig, ...]:
                   (128, 4, 1), (32, 2, 2), (16, 1, 2)]  # fmt: skip
         out = [KernelConfig(block_tiles=bt, num_warps=w, groups=g) for bt, w, g in shapes]
         # staged stores (no effect on LogFMT-8/16, whose codes are whole bytes)
-        out += [KernelConfig(block_tiles=bt, num_warps=w, groups=g, staged=True)
-                for bt, w, g in ((16, 4, 16), (16, 1, 2), (32, 2, 2), (64, 4, 2), (32, 4, 4))]
+        out += [
+            KernelConfig(block_tiles=bt, num_warps=w, groups=g, staged=True)
+            for bt, w, g in ((16, 4, 16), (16, 1, 2), (32, 2, 2), (64, 4, 2), (32, 4, 4))
+        ]
     else:
         pairs = [(8, 2), (8, 4), (16, 4), (16, 8), (32, 4), (32, 8), (64, 4), (64, 8), (64, 16),
                  (128, 8), (128, 16)]  # fmt: skip

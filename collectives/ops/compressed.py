@@ -182,11 +182,16 @@ class Compressed(Collective):
         return Buffers(sizes=s, dtype=dtype, send=send, recv=wire_recv, state=state)
 
     def _fused_send(self, comm: Comm, x: torch.Tensor) -> fused.FusedSend:
-        """Map every rank's receive buffer here (once, grown when a larger size needs it)."""
+        """Map every rank's receive buffer here (once, grown when a larger size needs it:
+        the smaller mapping is closed first, on every rank alike, as every rank grows at the
+        same size)."""
         per_block = x.shape[0] // comm.world
         block_bytes = self.codec_wire_bytes(per_block)
         num_bytes = comm.world * block_bytes
         if self._peer is None or self._peer.num_bytes < num_bytes:
+            if self._peer is not None:
+                self._peer.close(comm)
+                self._peer = None
             self._peer = peer_memory.open_peer_buffer(
                 comm, num_bytes, x.device, self.timeout_s, self.peer_mapping
             )

@@ -84,8 +84,11 @@ def test_staged_stores_and_the_fixup_kernel_compile_for_sm90(tmp_path: pathlib.P
     sm_90 build (the unstaged one does not), and the fixup kernel builds with the atomic
     that lets its last program empty the list."""
     sass = {}
-    for name, args in (("staged", ("encode", "--config", "bt16w1g2c")),
-                       ("plain", ("encode", "--config", "bt16w1g2")), ("fixup", ("fixup",))):
+    for name, args in (
+        ("staged", ("encode", "--config", "bt16w1g2c")),
+        ("plain", ("encode", "--config", "bt16w1g2")),
+        ("fixup", ("fixup",)),
+    ):
         out = tmp_path / f"{name}.sass"
         proc = subprocess.run([sys.executable, str(GPU / "codec_sass.py"), "logfmt10", *args,
                                "--sass", str(out)], cwd=ROOT, text=True, capture_output=True,

@@ -5,6 +5,7 @@ errors for every setup that cannot map peer memory."""
 from __future__ import annotations
 
 import threading
+import types
 from typing import Any, ClassVar
 
 import numpy as np
@@ -54,6 +55,7 @@ class SharedPeers:
         self.buffers = [torch.zeros(num_bytes, dtype=torch.uint8) for _ in range(world)]
         self.meet = threading.Barrier(world, timeout=30)
         self.calls: list[tuple[int, int]] = []
+        self.closed: list[tuple[int, int]] = []
 
 
 class FakePeerBuffer:
@@ -72,6 +74,9 @@ class FakePeerBuffer:
     def barrier(self, channel: int) -> None:
         self.shared.calls.append((self.rank, channel))
         self.shared.meet.wait()
+
+    def close(self, comm: Any) -> None:
+        self.shared.closed.append((self.rank, self.num_bytes))
 
 
 class CpuComm:
@@ -140,6 +145,73 @@ def test_fused_exchange_decodes_what_every_sender_meant(
     for r in range(world):  # every run: FREE, then the encodes, then FULL
         assert [c for rank, c in shared.calls if rank == r] == [fused.FREE, fused.FULL] * 2
     assert bufs[0].recv.data_ptr() == shared.buffers[0].data_ptr()  # decode reads in place
+
+
+def test_a_larger_size_closes_the_smaller_mapping_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each growth of the peer buffer unmaps and frees the previous one (on every rank, as
+    they all grow at the same size); a size that fits reuses it."""
+    shared = SharedPeers(1, 0)
+    events: list[tuple[str, int]] = []
+
+    class Growing(FakePeerBuffer):
+        def __init__(self, nbytes: int) -> None:
+            super().__init__(shared, 0)
+            self.num_bytes = nbytes
+
+        def close(self, comm: Any) -> None:
+            events.append(("close", self.num_bytes))
+
+    def fake_open(comm: Any, nbytes: int, device: Any, timeout_s: float, mapping: str) -> Any:
+        events.append(("open", nbytes))
+        return Growing(nbytes)
+
+    monkeypatch.setattr(peer_memory, "open_peer_buffer", fake_open)
+    op = Compressed(ops.get("alltoall", seed=5), "fp8_e4m3", hidden=HIDDEN, impl="torch",
+                    fused=True)  # fmt: skip
+    comm = CpuComm(0, 1)
+    token = HIDDEN * 2  # one bf16 token
+    for tokens in (2, 4, 4, 1, 8):
+        op.make_inputs(comm, tokens * token, "bfloat16")
+    sizes = [op.codec_wire_bytes(t) for t in (2, 4, 8)]
+    assert events == [("open", sizes[0]), ("close", sizes[0]), ("open", sizes[1]),
+                      ("close", sizes[1]), ("open", sizes[2])]  # fmt: skip
+
+
+def test_ipc_close_unmaps_the_peers_then_frees_its_own_after_everyone_has() -> None:
+    """The order that keeps an exported allocation alive while a peer still maps it."""
+    calls: list[tuple[Any, ...]] = []
+
+    class Runtime:
+        def deviceSynchronize(self) -> None:
+            calls.append(("sync",))
+
+        def ipcCloseMemHandle(self, ptr: int) -> None:
+            calls.append(("unmap", ptr))
+
+        def free(self, ptr: int) -> None:
+            calls.append(("free", ptr))
+
+    class Device:
+        def __init__(self, index: int) -> None:
+            pass
+
+        def __enter__(self) -> None:
+            return None
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+    class Comm:
+        def barrier(self) -> None:
+            calls.append(("barrier",))
+
+    fake_cupy = types.SimpleNamespace(cuda=types.SimpleNamespace(runtime=Runtime(), Device=Device))
+    buf = object.__new__(peer_memory.IpcPeerBuffer)
+    buf._cupy, buf._index, buf.rank = fake_cupy, 0, 1
+    buf._ptr, buf._bases, buf._streams = 200, [100, 200, 300], {}
+    buf.close(Comm())
+    assert calls == [("sync",), ("barrier",), ("unmap", 100), ("unmap", 300), ("barrier",),
+                     ("free", 200)]  # fmt: skip
 
 
 def test_a_block_written_to_the_wrong_slot_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:

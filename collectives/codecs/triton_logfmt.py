@@ -264,7 +264,16 @@ def _pack_store(code, wire_ptr, base, mask, valid, lim, g0, N: tl.constexpr, UNI
 
 
 @triton.jit
-def _encode_groups(x_ptr, wire_ptr, fix_ptr, C, row, tile, valid, H, NT, ROW, MB, CODE_BYTES,  # type: ignore[no-untyped-def]
+def _load_bits(x_ptr, row, tile, valid, H, g0, BT: tl.constexpr, G: tl.constexpr,  # type: ignore[no-untyped-def]
+               EVEN: tl.constexpr, live):  # fmt: skip
+    """int32 bits of the [BT, G, 8] elements of groups g0.. (zeros where not `live`)."""
+    col, mask = _elements(row, tile, valid, H, g0, BT, G, EVEN)
+    xb = tl.load(x_ptr + row[:, None, None] * H + col, mask=mask & live, other=0.0)
+    return xb.to(tl.float32).to(tl.int32, bitcast=True)
+
+
+@triton.jit
+def _encode_groups(xb, wire_ptr, fix_ptr, C, row, tile, valid, H, NT, ROW, MB, CODE_BYTES,  # type: ignore[no-untyped-def]
                    TOTAL, g0, tp, fp, N: tl.constexpr, UNIT: tl.constexpr, BT: tl.constexpr,
                    G: tl.constexpr, EVEN: tl.constexpr, FAST: tl.constexpr,
                    DEFER: tl.constexpr, EMULATE: tl.constexpr, STAGED: tl.constexpr):  # fmt: skip
@@ -274,9 +283,7 @@ def _encode_groups(x_ptr, wire_ptr, fix_ptr, C, row, tile, valid, H, NT, ROW, MB
     vote and branch), or with DEFER its 8-code group is listed in fix_ptr (count at [0], group
     ids (tile-row * 16 + group) from [2]) for logfmt_fixup_kernel, and coded fast meanwhile."""
     KMAX: tl.constexpr = (1 << (N - 1)) - 1
-    col, mask = _elements(row, tile, valid, H, g0, BT, G, EVEN)
-    xb = tl.load(x_ptr + row[:, None, None] * H + col, mask=mask, other=0.0).to(tl.float32)
-    xb = xb.to(tl.int32, bitcast=True)
+    _, mask = _elements(row, tile, valid, H, g0, BT, G, EVEN)
     m, inv, phi, mlow = tp
     if FAST:
         k, near = _levels_fast(xb & 0x7FFFFFFF, fp, KMAX, EMULATE)
@@ -306,7 +313,10 @@ def logfmt_encode_kernel(x_ptr, wire_ptr, fix_ptr, C, H, NT, ROW, MB, CODE_BYTES
                          STAGED: tl.constexpr = False):  # fmt: skip
     """Per block: the tile statistics over whole tile-rows, then the codes in 16/G chunks of
     G groups (a loop kept rolled, so registers hold only a chunk's elements while the
-    per-tile float64 work is shared by all 128 elements of a tile-row)."""
+    per-tile float64 work is shared by all 128 elements of a tile-row). Each chunk's load
+    is issued before the previous chunk is coded (on an H200 LogFMT-8 went from 76 to 73 us
+    at 4096 x 7168, LogFMT-10 from 324 to 302 us at 16384 x 7168; Triton's own pipelining of
+    the loop, num_stages=2, was slower)."""
     KMAX: tl.constexpr = (1 << (N - 1)) - 1
     for step_i in range(STEPS):
         row, tile, valid = tile_rows(tl.program_id(0) * STEPS + step_i, NT, TOTAL, BT, WIDE)
@@ -315,10 +325,15 @@ def logfmt_encode_kernel(x_ptr, wire_ptr, fix_ptr, C, H, NT, ROW, MB, CODE_BYTES
                                                    KMAX, ALIGNED)  # fmt: skip
         tp = _tile_folded(step, inv, phi, m, finite, C)
         fp = _fast_params(*tp, C)
+        xb = _load_bits(x_ptr, row, tile, valid, H, 0, BT, G, EVEN, True)
         for chunk in tl.range(0, 16 // G, loop_unroll_factor=1):
-            _encode_groups(x_ptr, wire_ptr, fix_ptr, C, row, tile, valid, H, NT, ROW, MB,
+            # the next chunk's load goes out before this chunk's work (none after the last)
+            nxt = _load_bits(x_ptr, row, tile, valid, H, (chunk + 1) * G, BT, G, EVEN,
+                             chunk + 1 < 16 // G)  # fmt: skip
+            _encode_groups(xb, wire_ptr, fix_ptr, C, row, tile, valid, H, NT, ROW, MB,
                            CODE_BYTES, TOTAL, chunk * G, tp, fp, N, UNIT, BT, G, EVEN, FAST, DEFER,
                            EMULATE, STAGED)  # fmt: skip
+            xb = nxt
 
 
 @triton.jit

@@ -37,8 +37,8 @@ SASS of the default launch shapes (compiled without a GPU); times for 4096 x 716
   loop over `groups`-sized chunks: each thread then shares one per-tile evaluation among 64
   elements. The fast encoders (LogFMT-4 to -15 by default) replace the ln by lg2.approx
   plus a few float64 operations and defer the rare near-cut groups to a fixup kernel:
-  LogFMT-8 ~51 instructions per element (ncu), ~75 us, 0.29-0.33 of copy; LogFMT-10 ~58
-  (ncu, staged stores), ~90 us, 0.27-0.29.
+  LogFMT-8 ~50 instructions per element (ncu), ~74 us, 0.30-0.33 of copy; LogFMT-10 ~58
+  (ncu, staged stores), ~85 us, 0.29-0.30.
 - LogFMT decode: float32 only per element (a degree-6 exp2 polynomial, exact scaling; the
   float64 work is per tile) for 5.1-5.3 B: LogFMT-8 47.5 instructions per element on its
   clamp-free path, ~55 us, 0.68 of copy.

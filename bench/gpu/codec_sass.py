@@ -52,8 +52,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             raise ValueError(f"{args.codec} has no Triton kernel (kinds: {tk.KERNEL_KINDS})")
         if args.op == "fixup" and args.spec.kind != "logfmt":
             raise ValueError(f"{args.codec} has no fixup kernel (LogFMT only)")
-        default = tk.FIX_CONFIG if args.op == "fixup" else tk.default_config(args.spec, args.op)
-        args.cfg = tk.KernelConfig.from_label(args.config) if args.config else default
+        args.cfg = tk.KernelConfig.from_label(args.config) if args.config else None
+        args.cfg = tk.plan(args.spec, args.op, (TOKENS, HIDDEN), args.cfg).config
     except ValueError as err:
         p.error(str(err))
     return args
@@ -61,33 +61,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def kernel_and_constants(args: argparse.Namespace) -> tuple[Any, dict[str, Any], dict[str, int]]:
     """(JIT kernel, constexpr values, runtime int values) of the launch triton_kernels makes."""
-    from collectives.codecs import triton_fp8, triton_logfmt
-
-    spec, cfg = args.spec, args.cfg
-    runtime, const = tk._shape_args(spec, TOKENS, HIDDEN)
-    extra: dict[str, Any] = {"BT": cfg.block_tiles, "STEPS": cfg.steps}
-    if spec.kind == "fp8":
-        assert spec.fp8 is not None
-        if args.op == "encode":
-            fast, _ = tk.encoder_flags(spec, tk.ENCODER_VARIANTS[args.variant][0], None)
-            kernel = triton_fp8.fp8_encode_kernel
-            extra.update(MAXF=spec.fp8.max_finite, POW2=spec.pow2_scale,
-                         DIVIDE=not fast, EMULATE=False)  # fmt: skip
-        else:
-            kernel = triton_fp8.fp8_decode_kernel
-            extra["INF_CODE"] = 0x7C if spec.fp8.name == "e5m2" else 0
-    elif args.op == "encode":
-        fast, defer = tk.encoder_flags(spec, *tk.ENCODER_VARIANTS[args.variant])
-        kernel = triton_logfmt.logfmt_encode_kernel
-        extra.update(G=cfg.groups, STAGED=cfg.staged, FAST=fast, DEFER=defer, EMULATE=False)
-    elif args.op == "fixup":
-        kernel = triton_logfmt.logfmt_fixup_kernel
-        extra["E"] = tk.FIX_GROUPS
-        runtime = {**runtime, "PROGRAMS": tk.FIX_PROGRAMS}
-    else:
-        kernel = triton_logfmt.logfmt_decode_kernel
-    constexprs = {k: v for k, v in {**const, **extra}.items() if k in kernel.arg_names}
-    return kernel, constexprs, runtime
+    fast, defer = tk.ENCODER_VARIANTS[args.variant]
+    launch = tk.plan(args.spec, args.op, (TOKENS, HIDDEN), args.cfg, fast=fast,
+                     defer=defer if args.spec.kind == "logfmt" else None)  # fmt: skip
+    kernel = launch.kernel
+    constexpr = {p.name for p in kernel.params if p.is_constexpr}
+    named = launch.named
+    return (kernel, {k: v for k, v in named.items() if k in constexpr},
+            {k: v for k, v in named.items() if k not in constexpr})  # fmt: skip
 
 
 def compile_kernel(args: argparse.Namespace) -> Any:

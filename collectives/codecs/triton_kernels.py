@@ -236,50 +236,104 @@ def _shape_args(
     return runtime, const
 
 
-# Compiled kernels by everything their specialization depends on (kernel, codec, shape,
-# launch shape, flags, and each tensor's dtype, device and 16-byte alignment), so that a
-# repeated launch skips Triton's argument binding and cache-key hashing: tens of µs per call
-# on the host, as long as the FP8 encode of 4096 tokens takes on an H200.
-_COMPILED: dict[tuple[Any, ...], Any] = {}
+@dataclasses.dataclass(frozen=True)
+class Launch:
+    """One codec kernel launch without its tensors: the kernel, its 1-D grid, its launch
+    shape and every other argument it takes by name (runtime ints and constexprs)."""
+
+    kernel: Any
+    programs: int
+    config: KernelConfig
+    named_items: tuple[tuple[str, Any], ...]
+
+    @property
+    def named(self) -> dict[str, Any]:
+        return dict(self.named_items)
 
 
-def _launch(
-    kernel: Any,
-    args: tuple[Any, ...],
+@functools.lru_cache(maxsize=1024)
+def plan(
     spec: CodecSpec,
     op: str,
     shape: tuple[int, int],
-    config: KernelConfig | None,
-    programs: int | None = None,
-    **extra: float,
-) -> None:
-    """Launch `kernel` for a [T, H] `shape` of `spec`: one program per BT * STEPS tile-rows
-    unless `programs` fixes the grid; the shape's arguments the kernel does not take are
-    left out."""
-    cfg = config or default_config(spec, op)
+    config: KernelConfig | None = None,
+    *,
+    fast: bool | None = None,
+    defer: bool | None = None,
+    emulate: bool = False,
+) -> Launch:
+    """The launch that encode ('encode'), its second kernel ('fixup') or decode ('decode')
+    makes for a [T, H] `shape` of `spec` (`fast`, `defer`: as for encode; `emulate`: the
+    interpreter's stand-ins for hardware instructions). One program per BT * STEPS
+    tile-rows; the fixup kernel's grid is fixed (at most FIX_PROGRAMS). ValueError for a
+    codec or op without a kernel."""
+    from collectives.codecs import triton_fp8, triton_logfmt
+
+    if op == "fixup":
+        if spec.kind != "logfmt":
+            raise ValueError(f"{spec.name} has no fixup kernel (LogFMT only)")
+        cfg = config or FIX_CONFIG
+    else:
+        cfg = config or default_config(spec, op)
     runtime, const = _shape_args(spec, *shape)
-    grid = (programs or triton.cdiv(runtime["TOTAL"], cfg.block_tiles * cfg.steps),)
-    if "G" in kernel.arg_names:  # the LogFMT encoders
-        extra.update(G=cfg.groups, STAGED=cfg.staged)
-    named = {k: v for k, v in {**runtime, **const, **extra, "BT": cfg.block_tiles,
-                               "STEPS": cfg.steps}.items() if k in kernel.arg_names}  # fmt: skip
+    extra: dict[str, Any] = {"BT": cfg.block_tiles, "STEPS": cfg.steps}
+    programs = triton.cdiv(runtime["TOTAL"], cfg.block_tiles * cfg.steps)
+    if spec.kind == "fp8":
+        assert spec.fp8 is not None
+        if op == "encode":
+            fast, _ = encoder_flags(spec, fast, None)
+            kernel = triton_fp8.fp8_encode_kernel
+            extra.update(MAXF=spec.fp8.max_finite, POW2=spec.pow2_scale, DIVIDE=not fast,
+                         EMULATE=emulate)  # fmt: skip
+        else:
+            kernel = triton_fp8.fp8_decode_kernel
+            extra["INF_CODE"] = 0x7C if spec.fp8.name == "e5m2" else 0
+    elif op == "encode":
+        fast, defer = encoder_flags(spec, fast, defer)
+        kernel = triton_logfmt.logfmt_encode_kernel
+        extra.update(G=cfg.groups, STAGED=cfg.staged, FAST=fast, EMULATE=emulate,
+                     DEFER=defer and encode_groups(shape) < INT32_LIMIT)  # fmt: skip
+    elif op == "fixup":
+        kernel = triton_logfmt.logfmt_fixup_kernel
+        programs = min(FIX_PROGRAMS, triton.cdiv(encode_groups(shape), FIX_GROUPS))
+        extra.update(PROGRAMS=programs, E=FIX_GROUPS)
+    else:
+        kernel = triton_logfmt.logfmt_decode_kernel
+    named = {k: v for k, v in {**runtime, **const, **extra}.items() if k in kernel.arg_names}
+    return Launch(kernel, programs, cfg, tuple(named.items()))
+
+
+def encode_groups(shape: tuple[int, int]) -> int:
+    """8-code groups of a [T, H] LogFMT encode (what the deferred encoder's list can hold)."""
+    return shape[0] * num_tiles(shape[1]) * 16
+
+
+# Compiled kernels by their launch and each tensor's dtype, device and 16-byte alignment, so
+# that a repeated launch skips Triton's argument binding and cache-key hashing: tens of µs
+# per call on the host, as long as the FP8 encode of 4096 tokens takes on an H200.
+_COMPILED: dict[tuple[Any, ...], Any] = {}
+
+
+def _launch(launch: Launch, args: tuple[Any, ...]) -> None:
+    """Launch `launch` with its leading tensor (and COEF) arguments `args`."""
+    kernel, cfg = launch.kernel, launch.config
     tensors = [a for a in args if isinstance(a, torch.Tensor)]
     hooks = (triton.knobs.runtime.launch_enter_hook, triton.knobs.runtime.launch_exit_hook)
     hooked = any(getattr(h, "calls", h) for h in hooks)  # a profiler's: Triton's own path
-    key = (kernel, spec, shape, cfg, programs, tuple(sorted(extra.items())),
-           *((t.dtype, t.device, t.data_ptr() % 16) for t in tensors))  # fmt: skip
+    key = (launch, *((t.dtype, t.device, t.data_ptr() % 16) for t in tensors))
     compiled = _COMPILED.get(key) if tensors[0].is_cuda and not hooked else None
     if compiled is None:
-        done = kernel[grid](*args, **named, num_warps=cfg.num_warps, num_stages=cfg.num_stages,
-                            enable_fp_fusion=False)  # fmt: skip
+        grid = (launch.programs,)
+        done = kernel[grid](*args, **launch.named, num_warps=cfg.num_warps,
+                            num_stages=cfg.num_stages, enable_fp_fusion=False)  # fmt: skip
         if tensors[0].is_cuda:
             _COMPILED[key] = done
         return
+    named = launch.named
     values = [*args, *(named.get(p.name, p.default) for p in kernel.params[len(args) :])]
-    run = compiled.run
     stream = triton.runtime.driver.active.get_current_stream(tensors[0].device.index)
-    run(grid[0], 1, 1, stream, compiled.function, compiled.packed_metadata, None, None, None,
-        *values)  # fmt: skip
+    compiled.run(launch.programs, 1, 1, stream, compiled.function, compiled.packed_metadata,
+                 None, None, None, *values)  # fmt: skip
 
 
 def _fix_list(device: torch.device, capacity: int) -> torch.Tensor:
@@ -322,27 +376,22 @@ def encode(
     if spec.kind not in KERNEL_KINDS or x.shape[0] == 0:
         wire = torch_impl.encode(spec, x)
         return wire if out is None else out.copy_(wire)
-    from collectives.codecs import triton_fp8, triton_logfmt
     from collectives.codecs.triton_common import COEF
 
     x = x.contiguous()
-    num_tokens, hidden = x.shape
+    shape = (x.shape[0], x.shape[1])
     wire = out if out is not None else torch.empty(
-        num_tokens * row_bytes(spec, hidden), dtype=torch.uint8, device=x.device)  # fmt: skip
-    emulate = x.device.type != "cuda"
+        shape[0] * row_bytes(spec, shape[1]), dtype=torch.uint8, device=x.device)  # fmt: skip
+    launch = plan(spec, "encode", shape, config, fast=fast, defer=defer,
+                  emulate=x.device.type != "cuda")  # fmt: skip
     if spec.kind == "fp8":
-        assert spec.fp8 is not None
-        _launch(triton_fp8.fp8_encode_kernel, (x, wire), spec, "encode", (num_tokens, hidden),
-                config, MAXF=spec.fp8.max_finite, POW2=spec.pow2_scale, DIVIDE=not fast,
-                EMULATE=emulate)  # fmt: skip
+        _launch(launch, (x, wire))
         return wire
-    groups = num_tokens * num_tiles(hidden) * 16
-    defer = defer and groups < INT32_LIMIT
-    fix = _fix_list(x.device, groups if defer else 0)
-    _launch(triton_logfmt.logfmt_encode_kernel, (x, wire, fix, COEF), spec, "encode",
-            (num_tokens, hidden), config, FAST=fast, DEFER=defer, EMULATE=emulate)  # fmt: skip
-    if defer:
-        _launch_fixup(spec, x, wire, fix, groups)
+    deferred = bool(launch.named["DEFER"])
+    fix = _fix_list(x.device, encode_groups(shape) if deferred else 0)
+    _launch(launch, (x, wire, fix, COEF))
+    if deferred:
+        _launch_fixup(spec, x, wire, fix)
     return wire
 
 
@@ -350,18 +399,12 @@ FIX_CONFIG = KernelConfig(block_tiles=1, num_warps=4)
 """Launch shape of the fixup kernel (its grid is fixed: FIX_PROGRAMS at most)."""
 
 
-def _launch_fixup(spec: CodecSpec, x: torch.Tensor, wire: torch.Tensor, fix: torch.Tensor,
-                  groups: int) -> None:  # fmt: skip
-    """Recode the listed near-cut groups of `x`'s `groups` 8-code groups (logfmt_fixup_kernel),
-    through the same compiled-kernel cache as the encoder."""
-    from collectives.codecs import triton_logfmt
+def _launch_fixup(spec: CodecSpec, x: torch.Tensor, wire: torch.Tensor, fix: torch.Tensor) -> None:
+    """Recode the listed near-cut groups of `x` (logfmt_fixup_kernel), through the same
+    compiled-kernel cache as the encoder."""
     from collectives.codecs.triton_common import COEF
 
-    programs = min(FIX_PROGRAMS, triton.cdiv(groups, FIX_GROUPS))
-    num_tokens, hidden = x.shape
-    _launch(triton_logfmt.logfmt_fixup_kernel, (x, wire, fix, COEF), spec, "encode",
-            (num_tokens, hidden), FIX_CONFIG, programs, PROGRAMS=programs,
-            E=FIX_GROUPS)  # fmt: skip
+    _launch(plan(spec, "fixup", (x.shape[0], x.shape[1])), (x, wire, fix, COEF))
 
 
 def decode(spec: CodecSpec, wire: torch.Tensor, num_tokens: int, hidden: int,
@@ -369,21 +412,15 @@ def decode(spec: CodecSpec, wire: torch.Tensor, num_tokens: int, hidden: int,
     """Flat uint8 wire -> [T, H] float32 on the wire's device."""
     if spec.kind not in KERNEL_KINDS or num_tokens == 0:
         return torch_impl.decode(spec, wire, num_tokens, hidden)
-    from collectives.codecs import triton_fp8, triton_logfmt
     from collectives.codecs.triton_common import COEF
 
     out = torch.empty((num_tokens, hidden), dtype=torch.float32, device=wire.device)
-    if spec.kind == "fp8":
-        assert spec.fp8 is not None
-        inf_code = 0x7C if spec.fp8.name == "e5m2" else 0
-        _launch(triton_fp8.fp8_decode_kernel, (wire, out), spec, "decode", (num_tokens, hidden),
-                config, INF_CODE=inf_code)  # fmt: skip
-    else:
-        _launch(triton_logfmt.logfmt_decode_kernel, (wire, out, COEF), spec,
-                "decode", (num_tokens, hidden), config)  # fmt: skip
+    launch = plan(spec, "decode", (num_tokens, hidden), config)
+    _launch(launch, (wire, out) if spec.kind == "fp8" else (wire, out, COEF))
     return out
 
 
 __all__ = ["DEFAULT_CONFIGS", "DEFER_LOGFMT", "ENCODER_VARIANTS", "FAST_LOGFMT", "KernelConfig",
-           "available", "decode", "default_config", "default_defer", "default_fast", "encode",
-           "encoder_flags", "sweep_configs", "triton"]  # fmt: skip
+           "Launch", "available", "decode", "default_config", "default_defer", "default_fast",
+           "encode", "encode_groups", "encoder_flags", "plan", "sweep_configs",
+           "triton"]  # fmt: skip

@@ -139,9 +139,22 @@ def run_checks() -> dict[str, list[str]]:
     check_defer(check, rng, fails["defer"])
     tk.INT32_LIMIT = 0  # force int64 offsets
     tk._shape_args.cache_clear()
-    for name in ("fp8_e5m2", "logfmt10", "logfmt16"):
-        check("wide", name, torch.from_numpy(random_input(rng, 3, 300)))
-    check("defer", "logfmt10", torch.from_numpy(random_input(rng, 3, 300)), defer=True)
+    tk.plan.cache_clear()
+    launches, real_launch = [], tk._launch
+
+    def recording(launch: tk.Launch, args: tuple[object, ...]) -> None:
+        launches.append(launch.named["WIDE"])
+        real_launch(launch, args)
+
+    tk._launch = recording
+    try:
+        for name in ("fp8_e5m2", "logfmt10", "logfmt16"):
+            check("wide", name, torch.from_numpy(random_input(rng, 3, 300)))
+        check("defer", "logfmt10", torch.from_numpy(random_input(rng, 3, 300)), defer=True)
+    finally:
+        tk._launch = real_launch
+    if not launches or not all(launches):
+        fails["wide"].append(f"{launches.count(False)} of {len(launches)} launches kept int32")
     return fails
 
 

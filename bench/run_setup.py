@@ -243,8 +243,10 @@ def build_op(args: argparse.Namespace, nodes: NodeMap) -> Collective:
     if getattr(args, "codec_chunks", 1) != 1 and getattr(args, "codec", "none") == "none":
         raise UsageError(f"--codec-chunks {args.codec_chunks} needs --codec NAME")
     fused = getattr(args, "codec_fused", None)
-    if fused is not None:
-        check_fused(args, nodes)
+    if fused is not None and getattr(args, "codec", "none") == "none":
+        raise UsageError(
+            "--codec-fused needs --codec NAME (--codec bf16 for the uncompressed fused baseline)"
+        )
     if getattr(args, "codec", "none") != "none":
         try:
             from collectives.ops.compressed import Compressed
@@ -259,28 +261,17 @@ def build_op(args: argparse.Namespace, nodes: NodeMap) -> Collective:
                 peer_mapping=fused or "auto",
                 timeout_s=args.timeout,
             )
-        except ValueError as exc:
+        except ValueError as exc:  # the op, chunks and mapping --codec-fused takes, too
             raise UsageError(str(exc)) from None
+        if fused is not None:
+            check_fused_ranks(args, nodes)
     return op
 
 
-def check_fused(args: argparse.Namespace, nodes: NodeMap) -> None:
-    """--codec-fused: alltoall with a codec, on CUDA ranks of one node (before any start)."""
+def check_fused_ranks(args: argparse.Namespace, nodes: NodeMap) -> None:
+    """--codec-fused: CUDA ranks of one node (before any start)."""
     from collectives.backends import peer_memory
 
-    if getattr(args, "codec", "none") == "none":
-        raise UsageError(
-            "--codec-fused needs --codec NAME (--codec bf16 for the uncompressed fused baseline)"
-        )
-    if args.op != "alltoall" or getattr(args, "codec_chunks", 1) != 1:
-        raise UsageError(
-            f"--codec-fused works with alltoall and one chunk, not {args.op} with "
-            f"--codec-chunks {getattr(args, 'codec_chunks', 1)}"
-        )
-    try:
-        peer_memory.check_mapping(args.codec_fused)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
     backend = args.backend if args.backend != "auto" else default_backend()
     device = "cuda" if backend in peer_memory.FUSED_BACKENDS else "cpu"
     why = peer_memory.fused_unsupported(backend, nodes.num_nodes, device)

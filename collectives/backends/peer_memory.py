@@ -203,6 +203,34 @@ class SymmetricPeerBuffer:
 
 # ---- CUDA IPC handles and our own barrier kernel -------------------------------------------
 _BARRIER_SOURCE = r"""
+__device__ unsigned long long epbench_now() {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+
+// Turn *flag from `from` into `to` (a system-scope compare-and-swap, release or acquire),
+// spinning until it holds `from`; past the deadline, name the ranks and trap.
+__device__ __forceinline__ void epbench_flip(
+    unsigned int* flag, unsigned int from, unsigned int to, bool acquire,
+    unsigned long long start, unsigned long long timeout_ns, const char* what, int rank,
+    int peer, int channel) {
+  unsigned int old;
+  do {
+    if (acquire)
+      asm volatile("atom.acquire.sys.global.cas.b32 %0, [%1], %2, %3;"
+                   : "=r"(old) : "l"(flag), "r"(from), "r"(to) : "memory");
+    else
+      asm volatile("atom.release.sys.global.cas.b32 %0, [%1], %2, %3;"
+                   : "=r"(old) : "l"(flag), "r"(from), "r"(to) : "memory");
+    if (old != from && epbench_now() - start > timeout_ns) {
+      printf("[FATAL] epbench peer barrier: rank %d %s rank %d on channel %d "
+             "(timeout %llu ms)\n", rank, what, peer, channel, timeout_ns / 1000000ull);
+      asm volatile("trap;");
+    }
+  } while (old != from);
+}
+
 extern "C" __global__ void epbench_peer_barrier(
     const unsigned long long* pads, int channel, int rank, int world,
     unsigned long long timeout_ns) {
@@ -211,32 +239,12 @@ extern "C" __global__ void epbench_peer_barrier(
   if (peer >= world || peer == rank) return;
   unsigned int* put = (unsigned int*)pads[peer] + channel * world + rank;
   unsigned int* take = (unsigned int*)pads[rank] + channel * world + peer;
-  unsigned long long start, now;
-  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(start));
-  unsigned int old;
+  unsigned long long start = epbench_now();
   // release: every write this GPU made before (earlier kernels on the stream) is visible
   // to the peer once it sees the flag; 0 -> 1 waits until the peer took the previous one
-  do {
-    asm volatile("atom.release.sys.global.cas.b32 %0, [%1], 0, 1;"
-                 : "=r"(old) : "l"(put) : "memory");
-    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now));
-    if (old != 0 && now - start > timeout_ns) {
-      printf("[FATAL] epbench peer barrier: rank %d could not signal rank %d on channel %d "
-             "within %llu ms\n", rank, peer, channel, timeout_ns / 1000000ull);
-      asm volatile("trap;");
-    }
-  } while (old != 0);
+  epbench_flip(put, 0, 1, false, start, timeout_ns, "could not signal", rank, peer, channel);
   // acquire: the peer's writes before its flag are visible to this GPU's later kernels
-  do {
-    asm volatile("atom.acquire.sys.global.cas.b32 %0, [%1], 1, 0;"
-                 : "=r"(old) : "l"(take) : "memory");
-    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now));
-    if (old != 1 && now - start > timeout_ns) {
-      printf("[FATAL] epbench peer barrier: rank %d waited for rank %d on channel %d "
-             "for %llu ms\n", rank, peer, channel, timeout_ns / 1000000ull);
-      asm volatile("trap;");
-    }
-  } while (old != 1);
+  epbench_flip(take, 1, 0, true, start, timeout_ns, "waited in vain for", rank, peer, channel);
 }
 """
 _PAD_ALIGN = 256

@@ -149,14 +149,6 @@ def default_fast(spec: CodecSpec) -> bool:
     return spec.kind == "fp8" or spec.name in FAST_LOGFMT
 
 
-# LogFMT widths whose fast encoder defers the groups near a cut to a second kernel by
-# default (instead of redoing a chunk behind a block-wide vote): LogFMT-8 83.4 / 280.7 us
-# against 95.0 / 354.3 in place at 4096 / 16384 tokens x 7168, LogFMT-10 198.0 / 751.3
-# against 211.8 / 819.5 (H200, CUDA graphs, same call); the other widths 1.12-1.37x
-# faster deferred than in place at their default shape (another call).
-DEFER_LOGFMT = FAST_LOGFMT
-
-
 # Encoders by variant name, as (fast, defer) for encode(); None: the codec's default.
 ENCODER_VARIANTS: dict[str, tuple[bool | None, bool | None]] = {
     "default": (None, None), "prev": (False, False), "fast": (True, False),
@@ -177,8 +169,12 @@ def encoder_flags(spec: CodecSpec, fast: bool | None, defer: bool | None) -> tup
 
 
 def default_defer(spec: CodecSpec) -> bool:
-    """Whether encode(spec, x) takes the deferring LogFMT encoder by default."""
-    return spec.name in DEFER_LOGFMT and default_fast(spec)
+    """Whether encode(spec, x) takes the deferring LogFMT encoder by default: wherever the
+    fast one is the default, as deferring the groups near a cut to a second kernel beat
+    redoing a chunk behind a block-wide vote everywhere it was timed (LogFMT-8 83.4 / 280.7
+    us against 95.0 / 354.3 at 4096 / 16384 tokens x 7168, LogFMT-10 198.0 / 751.3 against
+    211.8 / 819.5, one call; the other widths 1.12-1.37x at their default shape, another)."""
+    return spec.kind == "logfmt" and default_fast(spec)
 
 
 def sweep_configs(kind: str, op: str) -> tuple[KernelConfig, ...]:
@@ -420,7 +416,7 @@ def decode(spec: CodecSpec, wire: torch.Tensor, num_tokens: int, hidden: int,
     return out
 
 
-__all__ = ["DEFAULT_CONFIGS", "DEFER_LOGFMT", "ENCODER_VARIANTS", "FAST_LOGFMT", "KernelConfig",
+__all__ = ["DEFAULT_CONFIGS", "ENCODER_VARIANTS", "FAST_LOGFMT", "KernelConfig",
            "Launch", "available", "decode", "default_config", "default_defer", "default_fast",
            "encode", "encode_groups", "encoder_flags", "plan", "sweep_configs",
            "triton"]  # fmt: skip

@@ -4,6 +4,8 @@ errors for every setup that cannot map peer memory."""
 
 from __future__ import annotations
 
+import importlib.util
+import re
 import threading
 import types
 from typing import Any, ClassVar
@@ -212,6 +214,49 @@ def test_ipc_close_unmaps_the_peers_then_frees_its_own_after_everyone_has() -> N
     buf.close(Comm())
     assert calls == [("sync",), ("barrier",), ("unmap", 100), ("unmap", 300), ("barrier",),
                      ("free", 200)]  # fmt: skip
+
+
+def _nvrtc_ptx(source: str) -> str:
+    """PTX for sm_90 of a CUDA source, by NVRTC from its pip package (no GPU needed)."""
+    import ctypes
+    import pathlib
+
+    import nvidia.cuda_nvrtc
+
+    lib_dir = pathlib.Path(next(iter(nvidia.cuda_nvrtc.__path__))) / "lib"
+    lib = ctypes.CDLL(str(next(lib_dir.glob("libnvrtc.so.*"))))
+    prog = ctypes.c_void_p()
+    assert lib.nvrtcCreateProgram(ctypes.byref(prog), source.encode(), b"barrier.cu", 0,
+                                  None, None) == 0  # fmt: skip
+    opts = (ctypes.c_char_p * 1)(b"--gpu-architecture=compute_90")
+    status = lib.nvrtcCompileProgram(prog, 1, opts)
+    size = ctypes.c_size_t()
+    lib.nvrtcGetProgramLogSize(prog, ctypes.byref(size))
+    log = ctypes.create_string_buffer(size.value)
+    lib.nvrtcGetProgramLog(prog, log)
+    assert status == 0, log.value.decode()
+    lib.nvrtcGetPTXSize(prog, ctypes.byref(size))
+    ptx = ctypes.create_string_buffer(size.value)
+    lib.nvrtcGetPTX(prog, ptx)
+    return ptx.value.decode()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("nvidia.cuda_nvrtc") is None,
+                    reason="needs NVRTC (nvidia-cuda-nvrtc-cu12)")  # fmt: skip
+def test_the_ipc_barrier_kernel_compiles_with_release_then_acquire() -> None:
+    """The CUDA-IPC barrier (compiled by CuPy only on GPU machines) builds for sm_90: it
+    signals the peer with release compare-and-swaps, takes its own flag with acquire ones
+    (on another address, after), and traps on timeout."""
+    ptx = _nvrtc_ptx(peer_memory._BARRIER_SOURCE)
+    assert ".entry epbench_peer_barrier" in ptx and "trap;" in ptx and "%globaltimer" in ptx
+    atoms = re.findall(r"atom\.(release|acquire)\.sys\.global\.cas\.b32 %r\d+, \[(%rd\d+)\]",
+                       ptx)  # fmt: skip
+    kinds = [kind for kind, _ in atoms]
+    assert kinds and kinds[0] == "release" and "acquire" in kinds
+    assert kinds.index("acquire") > max(i for i, k in enumerate(kinds) if k == "release")
+    released = {addr for kind, addr in atoms if kind == "release"}
+    acquired = {addr for kind, addr in atoms if kind == "acquire"}
+    assert released.isdisjoint(acquired)  # the peer's pad, then this rank's own
 
 
 def test_a_block_written_to_the_wrong_slot_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
